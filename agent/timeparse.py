@@ -1,0 +1,71 @@
+"""Fast, forgiving timestamp parsing to epoch seconds (UTC).
+
+Log lines repeat the same second many times, so the seconds part is cached and only
+the fraction is parsed per line. Times without a zone are read as UTC.
+"""
+from __future__ import annotations
+
+import calendar
+import re
+from datetime import datetime, timezone
+from typing import Optional
+
+_ISO = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[T _](\d\d):(\d\d):(\d\d)(?:[.,](\d+))?"
+    r"\s*(Z|UTC|[+-]\d\d(?::?\d\d)?)?"
+)
+_last_key = ""
+_last_epoch = 0
+
+
+def parse_iso(text: str) -> Optional[float]:
+    """Parse the timestamp at the start of ``text``; None when there is none."""
+    global _last_key, _last_epoch
+    m = _ISO.match(text)
+    if m is None:
+        return None
+    key = text[: m.end(6)]
+    if key == _last_key:
+        epoch = _last_epoch
+    else:
+        try:
+            epoch = calendar.timegm(
+                (int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6]), 0, 0, 0)
+            )
+        except (ValueError, OverflowError):
+            return None
+        if not (1 <= int(m[2]) <= 12 and 1 <= int(m[3]) <= 31):
+            return None
+        _last_key, _last_epoch = key, epoch
+    frac = m[7]
+    value = float(epoch) + (int(frac) / 10 ** len(frac) if frac else 0.0)
+    zone = m[8]
+    if zone and zone not in ("Z", "UTC"):
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset = int(digits[:2]) * 3600 + (int(digits[2:4]) * 60 if len(digits) >= 4 else 0)
+        value -= sign * offset
+    return value
+
+
+_MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
+_SYSLOG = re.compile(r"([A-Z][a-z]{2}) +(\d{1,2}) (\d\d):(\d\d):(\d\d)")
+
+
+def parse_syslog(text: str, year: int) -> Optional[float]:
+    """Parse ``Feb 11 13:15:39`` (syslog has no year: the caller supplies it)."""
+    m = _SYSLOG.match(text)
+    if m is None or m[1] not in _MONTHS:
+        return None
+    try:
+        return float(calendar.timegm((year, _MONTHS[m[1]], int(m[2]), int(m[3]), int(m[4]), int(m[5]), 0, 0, 0)))
+    except (ValueError, OverflowError):
+        return None
+
+
+def to_iso(ts: Optional[float]) -> Optional[str]:
+    """Render epoch seconds as ISO-8601 UTC with milliseconds (the report's format)."""
+    if ts is None:
+        return None
+    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

@@ -1,0 +1,157 @@
+"""The ``railwatch`` command line. Options, wiring and exit codes only.
+
+Exit status: 0 no incident at or above ``--fail-on``; 1 some; 2 usage or input error.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import List, Optional, Tuple
+
+import click
+
+from agent import __version__
+from agent.parsers import BY_NAME
+from agent.timeparse import parse_iso
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def _say(message: str) -> None:
+    click.echo(f"railwatch: {message}", err=True)
+
+
+def _parse_time(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[float]:
+    if value is None:
+        return None
+    ts = parse_iso(value.strip())
+    if ts is None and len(value.strip()) == 10:
+        ts = parse_iso(value.strip() + "T00:00:00")
+    if ts is None:
+        raise click.BadParameter("expected an ISO-8601 time such as 2026-11-26T10:00:00Z or 2026-11-26")
+    return ts
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="railwatch")
+def cli() -> None:
+    """railwatch: finds connection-pool exhaustion, N+1 spikes and Sidekiq failure storms
+    in a Rails app's logs, and says what broke, where, since when, and what to do."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True, help="Report format.")
+@click.option("--detector", "detectors", multiple=True, metavar="NAME", help="Run only this detector (repeatable).")
+@click.option("--log-format", type=click.Choice(sorted(BY_NAME)), default=None, help="Force the log format instead of sniffing it per file.")
+@click.option("--since", callback=_parse_time, metavar="TIME", help="Ignore events before this time (ISO-8601, UTC if no zone).")
+@click.option("--until", "until_", callback=_parse_time, metavar="TIME", help="Ignore events after this time.")
+@click.option("--fail-on", type=click.Choice(["critical", "warning", "never"]), default="critical", show_default=True,
+              help="Exit 1 when an incident of this severity or worse is found.")
+@click.option("--app", "app_dir", type=click.Path(file_okay=False), default=None,
+              help="Rails app root: pool sizes, Puma threads, Sidekiq concurrency and REVISION feed the triage.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report here instead of stdout.")
+def scan(
+    paths: Tuple[str, ...], fmt: str, detectors: Tuple[str, ...], log_format: Optional[str], since: Optional[float],
+    until_: Optional[float], fail_on: str, app_dir: Optional[str], output: Optional[str],
+) -> None:
+    """Scan log files (plain, .gz, .bz2, directories, globs, - for stdin) and report incidents.
+
+    \b
+    Examples:
+      railwatch scan log/production.log* log/sidekiq.log
+      railwatch scan --format json --app /srv/app/current /srv/app/shared/log
+    """
+    from agent.report import render_json, render_markdown, render_text
+    from agent.scan import UsageError, scan as run_scan
+    from detectors.base import AppFacts
+
+    facts = AppFacts()
+    if app_dir is not None:
+        if not os.path.isdir(app_dir):
+            _say(f"{app_dir}: --app must be a Rails app directory")
+            sys.exit(EXIT_USAGE)
+        from agent.appfacts import load_app_facts
+
+        facts = load_app_facts(app_dir, env=dict(os.environ))
+        for note in facts.notes:
+            _say(f"--app: {note}")
+    progress = _Progress(paths) if sys.stderr.isatty() and fmt != "json" or _Progress.forced() else None
+    try:
+        result = run_scan(
+            list(paths), detectors=list(detectors) or None, facts=facts, log_format=log_format, since=since,
+            until=until_, on_bytes=progress.advance if progress else None, on_error=_say,
+        )
+    except UsageError as exc:
+        _say(str(exc))
+        sys.exit(EXIT_USAGE)
+    except KeyboardInterrupt:
+        _say("interrupted")
+        sys.exit(130)
+    finally:
+        if progress:
+            progress.done()
+    if fmt == "json":
+        text = render_json(result)
+    elif fmt == "markdown":
+        text = render_markdown(result)
+    else:
+        text = render_text(result, colour=output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text, nl=False)
+    if not result.files or all(f.format == "unknown" for f in result.files):
+        _say("nothing could be scanned")
+        sys.exit(EXIT_USAGE)
+    sys.exit(_exit_status(result.incidents, fail_on))
+
+
+def _exit_status(incidents: List, fail_on: str) -> int:  # type: ignore[type-arg]
+    if fail_on == "never":
+        return EXIT_CLEAN
+    wanted = ("critical",) if fail_on == "critical" else ("critical", "warning")
+    return EXIT_FINDINGS if any(i.severity in wanted for i in incidents) else EXIT_CLEAN
+
+
+class _Progress:
+    """A one-line progress bar on stderr for inputs worth waiting for."""
+
+    MIN_BYTES = 50 * 1024 * 1024
+
+    def __init__(self, paths: Tuple[str, ...]) -> None:
+        from agent.sources.files import expand, file_size
+
+        files, _ = expand(list(paths))
+        self.total = sum(file_size(f.path) for f in files)
+        self.seen = 0
+        self.shown = -1
+        self.enabled = self.total >= self.MIN_BYTES
+
+    @staticmethod
+    def forced() -> bool:
+        return os.environ.get("RAILWATCH_PROGRESS") == "1"
+
+    def advance(self, n: int) -> None:
+        if not self.enabled:
+            return
+        self.seen += n  # compressed files report uncompressed bytes: the bar is approximate
+        pct = min(99, self.seen * 100 // max(self.total, 1))
+        if pct != self.shown:
+            self.shown = pct
+            sys.stderr.write(f"\rscanning… {pct:3d}%")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.shown >= 0:
+            sys.stderr.write("\r" + " " * 20 + "\r")
+            sys.stderr.flush()
+
+
+def main() -> None:
+    cli(prog_name="railwatch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

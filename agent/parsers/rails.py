@@ -1,0 +1,415 @@
+"""Rails' own request log, in every shape Rails 3 to 8 writes it.
+
+Matched shapes (a line is ``[Logger prefix][tags][message]``; each layer optional):
+
+    I, [2024-05-01T12:00:00.123456 #4321]  INFO -- : [3f2c…] Started GET "/posts" for 1.2.3.4 at 2024-05-01 12:00:00 +0000
+    [3f2c…] Processing by PostsController#index as HTML          (Rails 8 on STDOUT: no prefix, no time)
+    Completed 200 OK in 58ms (Views: 40.4ms | ActiveRecord: 15.3ms (12 queries, 3 cached) | GC: 1.2ms)
+      Author Load (0.2ms)  SELECT "authors".* FROM "authors" WHERE "authors"."id" = $1 LIMIT $2  [["id", 3], ["LIMIT", 1]]
+      ↳ app/views/posts/index.html.erb:12:in `block in _app_views…'
+    F, […] FATAL -- : [3f2c…]
+    [3f2c…] ActiveRecord::ConnectionTimeoutError (could not obtain a connection from the pool …):
+    [3f2c…] app/controllers/posts_controller.rb:7:in `index'
+    method=GET path=/posts format=html controller=PostsController action=index status=200 duration=58.33 …  (lograge)
+
+Started/Processing/Completed become one ``Request`` at Completed; a SQL line waits for
+its ``↳`` line; an exception header collects its message and backtrace lines until the
+request logs something else. Lines without a time of their own take the last time seen
+for their request (the ``Started … at`` time for Rails 8 bare lines), then the envelope's.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from agent.events import Error, Event, Request, Sql
+from agent.parsers import lograge
+from agent.parsers.base import NOTHING, Parser, strip_ansi
+from agent.timeparse import parse_iso
+
+PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
+STARTED = re.compile(r'Started ([A-Z]+) "([^"]*)" for \S+ at (.+)')
+PROCESSING = re.compile(r"Processing by ([\w:]+)#(\w+) as (\S+)")
+COMPLETED = re.compile(r"Completed (\d{3}) (.*?) in (\d+(?:\.\d+)?)ms(?: \((.*)\))?")
+COMPLETED_RAILS30 = re.compile(r"Completed in (\d+(?:\.\d+)?)ms(?: \((.*)\))? with (\d{3})")
+ADDITION = re.compile(r"(Views|ActiveRecord|Allocations|GC|Duration): (\d+(?:\.\d+)?)(?:ms)?(?: \((\d+) quer(?:y|ies), (\d+) cached\))?")
+SQL = re.compile(r" +(CACHE )?(ASYNC )?(.*?) ?\((\d+(?:\.\d+)?)ms\)(?: \(db time (\d+(?:\.\d+)?)ms\))?  (.*)")
+EXCEPTION = re.compile(r"((?:[A-Z]\w*::)*[A-Z]\w*) \((.*)")
+ACTIVEJOB_ERROR = re.compile(
+    r"Error performing ([\w:]+) \(Job ID: ([\w-]+)\) from \w+\(([\w-]*)\) in [\d.]+ms: ((?:[A-Z]\w*::)*[A-Z]\w*) \((.*)"
+)
+FRAME = re.compile(r"\s*(?:(?:[\w.-]+ \([\w.]+\) )?\S+:\d+(?::in |$)|from \S+:\d+|\d+: |Caused by:|Information for)")
+REAL_FRAME = re.compile(r"\s*(?:[\w.-]+ \([\w.]+\) )?\S+:\d+:in ")
+HEADER_END = re.compile(r"(?:\)|\) on line #\d+ of .*):$")  # Rails 3.0: "(msg) on line #3 of app/views/x.erb:"
+MAX_MESSAGE_LINES = 12
+UUIDISH = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{7,}$")
+
+MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
+MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
+MAX_BACKTRACE = 20
+STALE_AFTER_LINES = 400  # a held record is emitted once this many lines passed without it
+ABSORBED, COMPLETED_BY_LINE, NOT_MINE = 1, 2, 3
+
+
+def split_tags(msg: str) -> Tuple[List[str], str]:
+    """``[a] [b] text`` -> (["a", "b"], "text")."""
+    tags: List[str] = []
+    while msg.startswith("["):
+        end = msg.find("]")
+        if end < 0:
+            break
+        if end + 1 < len(msg) and msg[end + 1] != " ":
+            break  # "[GET] …" inside a message is not a tag
+        tags.append(msg[1:end])
+        msg = msg[end + 2 :]
+    return tags, msg
+
+
+def request_key(tags: List[str]) -> str:
+    """The tag that identifies the request: a UUID-like id, else the first tag."""
+    if not tags or tags[0] == "ActiveJob":
+        return ""
+    for tag in tags:
+        if UUIDISH.match(tag):
+            return tag
+    return tags[0]
+
+
+class _Open:
+    """What we know of a request between Started and Completed."""
+
+    __slots__ = ("method", "path", "endpoint", "ts")
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.path = ""
+        self.endpoint = ""
+        self.ts: Optional[float] = None
+
+
+class _Held:
+    """A record waiting for continuation lines: a SQL line (↳) or an exception."""
+
+    __slots__ = ("event", "lines", "frames", "message_open", "last_lineno")
+
+    def __init__(self, event: Event, first_line: str, lineno: int, message_open: bool = False) -> None:
+        self.event = event
+        self.lines = [first_line]
+        self.frames: List[str] = []
+        self.message_open = message_open  # a multi-line exception message not yet closed by "):"
+        self.last_lineno = lineno
+
+
+class RailsParser(Parser):
+    name = "rails"
+    description = "Rails logger (Logger prefix, tagged or bare Rails 8 STDOUT lines), debug SQL, exceptions, lograge"
+
+    def __init__(self, source: str) -> None:
+        super().__init__(source)
+        self._open: "OrderedDict[str, _Open]" = OrderedDict()
+        self._done: "OrderedDict[str, str]" = OrderedDict()  # request key -> endpoint, after Completed
+        self._held: Dict[str, _Held] = {}
+        self._seq: Dict[str, int] = {}  # per-pid request counter, for logs without request ids
+        self._prefixed = False
+        self._expect_exception: Dict[str, bool] = {}  # keys whose FATAL/ERROR header line was just seen
+        self._last_error_key = "\0"
+
+    # ----- sniffing -------------------------------------------------------------------
+    @classmethod
+    def sniff(cls, lines: Sequence[str]) -> float:
+        """Share of lines that are Rails', but only if some line is unmistakably Rails."""
+        seen = hits = 0
+        strong = False
+        for raw in lines:
+            line = strip_ansi(raw).rstrip()
+            if not line:
+                continue
+            seen += 1
+            if PREFIX.match(line):
+                hits += 1
+                strong = True
+                continue
+            msg = split_tags(line)[1].lstrip()
+            if msg.startswith(("Started ", "Processing by ")) or COMPLETED.match(msg) or COMPLETED_RAILS30.match(msg):
+                hits += 1
+                strong = True
+            elif msg.startswith(("Parameters: ", "Rendered ", "Rendering ", "Redirected to ")) or SQL.match(" " + msg):
+                hits += 1
+        return hits / seen if strong and seen else 0.0
+
+    # ----- parsing --------------------------------------------------------------------
+    def feed(self, line: str, lineno: int, ts_hint: Optional[float] = None) -> List[Event]:
+        if "\x1b" in line:
+            line = strip_ansi(line)
+        ts: Optional[float] = None
+        pid = ""
+        level = ""
+        msg = line
+        prefixed = False
+        if len(line) > 4 and line[1] == "," and line[3] == "[":
+            m = PREFIX.match(line)
+            if m is not None:
+                prefixed = self._prefixed = True
+                ts = parse_iso(m.group(2))
+                pid = m.group(3)
+                level = m.group(4)
+                msg = line[m.end() :]
+        tags: List[str] = []
+        if msg.startswith("["):
+            tags, msg = split_tags(msg)
+        key = request_key(tags)
+        if not key and pid:
+            key = self._pid_key(pid)
+        if ts is None:
+            ts = self._time_for(key, ts_hint)
+        else:
+            self.last_ts = ts
+
+        out: List[Event] = NOTHING
+        if self._held:
+            held_key = key
+            if not prefixed and not tags and key not in self._held and self._last_error_key in self._held:
+                held_key = self._last_error_key  # raw backtrace / message lines carry no tag
+            held = self._held.get(held_key)
+            if held is not None:
+                verdict = self._continues(held, msg, prefixed, level, line, lineno)
+                if verdict == ABSORBED:
+                    return NOTHING
+                out = [self._release(held_key)]
+                if verdict == COMPLETED_BY_LINE:
+                    return out
+            elif lineno % 64 == 0:
+                out = self._release_stale(lineno)
+
+        produced = self._message(msg, key, tags, ts, pid, level, line, lineno, prefixed)
+        if produced is not None:
+            out = (out + [produced]) if out else [produced]
+        return out
+
+    def finish(self) -> List[Event]:
+        return [self._release(k) for k in list(self._held)]
+
+    # ----- helpers --------------------------------------------------------------------
+    def _pid_key(self, pid: str) -> str:
+        return f"pid{pid}.{self._seq.get(pid, 0)}"
+
+    def _time_for(self, key: str, ts_hint: Optional[float]) -> Optional[float]:
+        req = self._open.get(key) if key else None
+        if req is not None and req.ts is not None:
+            return req.ts
+        if ts_hint is not None:
+            self.last_ts = ts_hint
+            return ts_hint
+        return self.last_ts
+
+    def _message(
+        self, msg: str, key: str, tags: List[str], ts: Optional[float], pid: str, level: str, line: str, lineno: int, prefixed: bool
+    ) -> Optional[Event]:
+        body = msg.lstrip()
+        first = body[:1]
+        if not body:
+            if level in ("FATAL", "ERROR"):
+                self._expect_exception[key] = True  # Rails' exception report opens with a blank FATAL line
+                if len(self._expect_exception) > 64:
+                    self._expect_exception.clear()
+            return None
+        if first == "S" and body.startswith("Started "):
+            return self._started(body, key, ts, pid, ts_given=prefixed)
+        if first == "P" and body.startswith("Processing by "):
+            m = PROCESSING.match(body)
+            if m:
+                self._request(key).endpoint = f"{m.group(1)}#{m.group(2)}"
+            return None
+        if first == "C" and body.startswith("Completed "):
+            return self._completed(body, key, ts, pid, line, lineno)
+        if first == "R" and body.startswith(("Rendered ", "Rendering ", "Redirected to ")):
+            return None
+        if "ms)  " in msg:
+            m = SQL.match(msg if msg.startswith(" ") else " " + msg)
+            if m is not None:
+                return self._sql(m, key, ts, pid, line, lineno)
+        if first == "E" and body.startswith("Error performing "):
+            m = ACTIVEJOB_ERROR.match(body)
+            if m is not None:
+                err = Error(
+                    ts=ts, source=self.source, line=lineno, origin="activejob", error_class=m.group(4),
+                    message=m.group(5).rstrip("):"), job_class=m.group(1), jid=m.group(2), level=level, pid=pid,
+                )
+                self._hold(key, err, line, lineno, message_open=not body.endswith("):"))
+                return None
+        if first.isupper() and "(" in body:
+            m = EXCEPTION.match(body)
+            ended = HEADER_END.search(body) is not None
+            if m is not None and (ended or level in ("FATAL", "ERROR") or self._expect_exception.pop(key, False)):
+                message = m.group(2)
+                closed = ended
+                if closed:
+                    message = message[: message.rfind(")")]
+                err = Error(
+                    ts=ts, source=self.source, line=lineno, origin="rails", error_class=m.group(1),
+                    message=message, request_id=key if not key.startswith("pid") else "",
+                    endpoint=self._endpoint(key), level=level or "FATAL", pid=pid,
+                )
+                self._hold(key, err, line, lineno, message_open=not closed)
+                return None
+        if lograge.looks_like(body):
+            fields = lograge.parse(body)
+            if fields is not None:
+                return lograge.to_request(fields, ts=ts, source=self.source, line=lineno, raw=line, request_id=key, pid=pid)
+        if not prefixed and not tags and self._prefixed and body:
+            self.unparsed += 1  # in a prefixed file, a stray line that continues nothing
+        elif not prefixed and not tags and not self._prefixed and body and not self._open:
+            self.unparsed += 1
+        return None
+
+    def _request(self, key: str) -> _Open:
+        req = self._open.get(key)
+        if req is None:
+            req = self._open[key] = _Open()
+            if len(self._open) > MAX_OPEN_REQUESTS:
+                self._open.popitem(last=False)
+        return req
+
+    def _started(self, body: str, key: str, ts: Optional[float], pid: str, ts_given: bool) -> None:
+        if key.startswith("pid"):
+            self._seq[pid] = self._seq.get(pid, 0) + 1
+            key = self._pid_key(pid)
+        m = STARTED.match(body)
+        req = self._request(key)
+        if m is not None:
+            req.method, req.path = m.group(1), m.group(2)
+            at = parse_iso(m.group(3))
+            if not ts_given and at is not None:
+                ts = at
+                self.last_ts = at
+        req.ts = ts
+        return None
+
+    def _completed(self, body: str, key: str, ts: Optional[float], pid: str, line: str, lineno: int) -> Optional[Event]:
+        m = COMPLETED.match(body)
+        if m is not None:
+            status, duration, adds = m.group(1), m.group(3), m.group(4)
+        else:
+            m = COMPLETED_RAILS30.match(body)
+            if m is None:
+                return None
+            status, duration, adds = m.group(3), m.group(1), m.group(2)
+        req = self._open.pop(key, None) or _Open()
+        event = Request(
+            ts=ts, source=self.source, line=lineno, raw=line, request_id=key, method=req.method, path=req.path,
+            endpoint=req.endpoint, status=int(status), duration_ms=float(duration), pid=pid,
+        )
+        if adds:
+            for a in ADDITION.finditer(adds):
+                label, value = a.group(1), a.group(2)
+                if label == "ActiveRecord":
+                    event.db_ms = float(value)
+                    if a.group(3) is not None:
+                        event.queries, event.cached = int(a.group(3)), int(a.group(4))
+                elif label == "Views":
+                    event.view_ms = float(value)
+                elif label == "Allocations":
+                    event.allocations = int(float(value))
+        if key:
+            self._done[key] = req.endpoint
+            if len(self._done) > 1024:
+                self._done.popitem(last=False)
+        return event
+
+    def _endpoint(self, key: str) -> str:
+        req = self._open.get(key)
+        if req is not None:
+            return req.endpoint
+        return self._done.get(key, "")
+
+    def _sql(self, m: "re.Match[str]", key: str, ts: Optional[float], pid: str, line: str, lineno: int) -> None:
+        text = m.group(6)
+        binds = ""
+        cut = text.rfind("  [")
+        if cut > 0 and text.endswith("]"):
+            text, binds = text[:cut], text[cut + 2 :]
+        duration = m.group(5) or m.group(4)
+        event = Sql(
+            ts=ts, source=self.source, line=lineno, raw=line, request_id=key if not key.startswith("pid") or key in self._open else "",
+            name=m.group(3).strip(), duration_ms=float(duration), sql=text.strip(), binds=binds,
+            cached=m.group(1) is not None, pid=pid,
+        )
+        self._hold(key, event, line, lineno)
+        return None
+
+    def _hold(self, key: str, event: Event, line: str, lineno: int, message_open: bool = False) -> None:
+        self._held[key] = _Held(event, line, lineno, message_open)
+        if isinstance(event, Error):
+            self._last_error_key = key
+
+    def _continues(self, held: _Held, msg: str, prefixed: bool, level: str, line: str, lineno: int) -> int:
+        """Does this line continue the held record? ABSORBED, COMPLETED_BY_LINE or NOT_MINE."""
+        event = held.event
+        body = msg.strip()
+        if isinstance(event, Sql):
+            if body.startswith("↳"):
+                event.source_location = body[1:].strip()
+                event.raw += "\n" + line
+                return COMPLETED_BY_LINE
+            return NOT_MINE
+        # an exception: message lines until "):", then blank lines and frames
+        if prefixed and level not in ("FATAL", "ERROR"):
+            return NOT_MINE
+        assert isinstance(event, Error)
+        if held.message_open and REAL_FRAME.match(msg):
+            held.message_open = False  # the message never closed (cut or anonymised): frames start here
+        if held.message_open:
+            if len(held.lines) >= MAX_MESSAGE_LINES:
+                held.message_open = False
+                return NOT_MINE
+            if len(held.lines) < MAX_RECORD_LINES:
+                held.lines.append(line)
+            if HEADER_END.search(body):
+                held.message_open = False
+                event.message += "\n" + msg[: msg.rfind(")")]
+            else:
+                event.message += "\n" + msg
+            held.last_lineno = lineno
+            return ABSORBED
+        if not body or FRAME.match(msg):
+            if len(held.lines) < MAX_RECORD_LINES:
+                held.lines.append(line)
+            if body and len(held.frames) < MAX_BACKTRACE and not body[0].isdigit():
+                held.frames.append(body)
+            held.last_lineno = lineno
+            return ABSORBED
+        return NOT_MINE
+
+    def _release(self, key: str) -> Event:
+        held = self._held.pop(key)
+        event = held.event
+        if isinstance(event, Error):
+            event.raw = "\n".join(held.lines).rstrip()
+            event.backtrace = tuple(held.frames)
+            event.message = event.message.strip()
+        return event
+
+    def _release_stale(self, lineno: int) -> List[Event]:
+        stale = [k for k, h in self._held.items() if lineno - h.last_lineno > STALE_AFTER_LINES]
+        return [self._release(k) for k in stale] if stale else NOTHING
+
+
+class LogrageParser(RailsParser):
+    """The Rails parser, chosen when a file's requests are lograge lines."""
+
+    name = "lograge"
+    description = "lograge key=value or JSON request lines (with or without the Rails Logger prefix)"
+
+    @classmethod
+    def sniff(cls, lines: Sequence[str]) -> float:
+        def message_of(line: str) -> str:
+            line = strip_ansi(line)
+            m = PREFIX.match(line)
+            msg = line[m.end() :] if m else line
+            return split_tags(msg)[1]
+
+        # a lograge file still carries Rails lines (FATAL blocks, boot lines): a share of
+        # lograge requests is enough, scaled so it beats the plain Rails reading of the file
+        found = lograge.share_of_messages(lines, message_of)
+        return min(1.0, found * 4) if found else 0.0

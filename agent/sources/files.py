@@ -1,0 +1,204 @@
+"""Reading log files for ``scan``: paths, directories, globs, .gz, .bz2 and stdin.
+
+Files are read in large binary chunks and split into lines here, so a 50 MB line is
+cut at ``max_line`` bytes instead of being held whole, invalid UTF-8 is replaced
+instead of raising, and a truncated compressed file yields every line before the
+damage. Rotated files of one log (``production.log.2.gz``, ``production.log.1``,
+``production.log``) are grouped and ordered oldest first.
+"""
+from __future__ import annotations
+
+import bz2
+import glob
+import gzip
+import lzma
+import os
+import re
+import sys
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple
+
+CHUNK = 1 << 20
+MAX_LINE = 64 * 1024  # longer lines are cut: no Rails line worth reading is this long
+
+STDIN = "-"
+_ROTATION = re.compile(r"^(?P<base>.+?)(?:\.(?P<n>\d+)|[-.](?P<date>\d{8}(?:\d{2})?))?(?:\.(?:gz|bz2|xz))?$")
+_LOGLIKE = re.compile(r"\.(?:log|json|jsonl|out|err)(?:[.-]\d+)*(?:\.(?:gz|bz2|xz))?$|\.(?:gz|bz2|xz)$|[-.]\d{8}(?:\d{2})?$")
+
+
+class InputError(Exception):
+    """A path that cannot be read at all (missing, unreadable, empty directory)."""
+
+
+@dataclass
+class InputFile:
+    path: str  # as given (or found in a directory); "-" for stdin
+    group: str  # the log it belongs to (rotation suffixes stripped)
+    order: Tuple[int, str] = (0, "")  # oldest first within the group
+
+
+@dataclass
+class ReadStats:
+    lines: int = 0
+    cut_lines: int = 0  # lines longer than MAX_LINE, truncated
+    problems: List[str] = field(default_factory=list)
+
+
+def rotation_key(path: str) -> Tuple[str, Tuple[int, str]]:
+    """``log/production.log.2.gz`` -> ("log/production.log", (-2, "")): older sorts first."""
+    name = os.path.basename(path)
+    m = _ROTATION.match(name)
+    assert m is not None
+    base = os.path.join(os.path.dirname(path), m.group("base"))
+    if m.group("n") is not None:
+        return base, (-int(m.group("n")), "")
+    if m.group("date") is not None:
+        return base, (-(10**9), m.group("date"))  # dated rotations: older than numbered ones, by date
+    return base, (0, "")
+
+
+def expand(paths: List[str]) -> Tuple[List[InputFile], List[str]]:
+    """Turn CLI arguments into input files; problems are returned as one-line messages."""
+    found: List[str] = []
+    problems: List[str] = []
+    for arg in paths:
+        if arg == STDIN:
+            found.append(STDIN)
+            continue
+        if not os.path.exists(arg) and any(c in arg for c in "*?["):
+            matches = sorted(glob.glob(arg))
+            if not matches:
+                problems.append(f"{arg}: no file matches this pattern")
+            found.extend(m for m in matches if os.path.isfile(m))
+            continue
+        if os.path.isdir(arg):
+            logs = _logs_in(arg)
+            if not logs:
+                problems.append(f"{arg}: directory holds no log files (*.log, *.log.N, *.gz, *.bz2)")
+            found.extend(logs)
+            continue
+        if not os.path.exists(arg):
+            problems.append(f"{arg}: no such file or directory")
+            continue
+        if not os.access(arg, os.R_OK):
+            problems.append(f"{arg}: permission denied")
+            continue
+        found.append(arg)
+    files: List[InputFile] = []
+    seen = set()
+    for path in found:
+        key = os.path.realpath(path) if path != STDIN else STDIN
+        if key in seen:
+            continue
+        seen.add(key)
+        group, order = rotation_key(path) if path != STDIN else (STDIN, (0, ""))
+        files.append(InputFile(path=path, group=group, order=order))
+    return files, problems
+
+
+def _logs_in(directory: str) -> List[str]:
+    out = []
+    for root, dirs, names in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if not name.startswith(".") and _LOGLIKE.search(name):
+                out.append(os.path.join(root, name))
+    return out
+
+
+def group_files(files: List[InputFile]) -> Dict[str, List[InputFile]]:
+    """Files of one log, oldest first; groups in the order first given."""
+    groups: Dict[str, List[InputFile]] = {}
+    for f in files:
+        groups.setdefault(f.group, []).append(f)
+    for members in groups.values():
+        members.sort(key=lambda f: f.order)
+    return groups
+
+
+def open_binary(path: str) -> BinaryIO:
+    """Open plain, gzip, bzip2 or xz by magic number (names lie); stdin for "-"."""
+    if path == STDIN:
+        return sys.stdin.buffer
+    raw = open(path, "rb")
+    magic = raw.read(6)
+    raw.seek(0)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    if magic[:3] == b"BZh":
+        raw.close()
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    if magic[:6] == b"\xfd7zXZ\x00":
+        raw.close()
+        return lzma.open(path, "rb")  # type: ignore[return-value]
+    return raw
+
+
+_DAMAGED = (EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)
+
+
+def read_lines(path: str, stats: ReadStats, max_line: int = MAX_LINE, on_bytes: Optional[Callable[[int], None]] = None) -> Iterator[str]:
+    """Yield decoded lines without their newline; never raises for damaged content.
+
+    Problems (truncated archive, read error) are appended to ``stats.problems``; the
+    lines read before them are still yielded.
+    """
+    try:
+        stream = open_binary(path)
+    except OSError as exc:
+        stats.problems.append(f"{path}: cannot open: {exc.strerror or exc}")
+        return
+    pending = b""
+    skipping = False  # inside an over-long line, dropping bytes until its newline
+    try:
+        while True:
+            try:
+                chunk = stream.read(CHUNK)
+            except _DAMAGED as exc:
+                stats.problems.append(f"{path}: damaged or truncated after {stats.lines} lines ({_describe(exc)}); kept what was read")
+                break
+            if not chunk:
+                break
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+            start = 0
+            if skipping:
+                nl = chunk.find(b"\n")
+                if nl < 0:
+                    continue
+                skipping = False
+                start = nl + 1
+            data = pending + chunk[start:] if pending else chunk[start:]
+            parts = data.split(b"\n")
+            pending = parts.pop()
+            for part in parts:
+                if len(part) > max_line:
+                    stats.cut_lines += 1
+                    part = part[:max_line]
+                stats.lines += 1
+                yield part.decode("utf-8", "replace").rstrip("\r")
+            if len(pending) > max_line:
+                stats.lines += 1
+                stats.cut_lines += 1
+                yield pending[:max_line].decode("utf-8", "replace")
+                pending = b""
+                skipping = True
+        if pending:
+            stats.lines += 1
+            yield pending.decode("utf-8", "replace").rstrip("\r")
+    finally:
+        if path != STDIN:
+            stream.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:120]
+
+
+def file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path) if path != STDIN else 0
+    except OSError:
+        return 0

@@ -130,12 +130,15 @@ class RailsParser(Parser):
                 hits += 1
                 strong = True
                 continue
-            msg = split_tags(line)[1].lstrip()
+            tags, msg = split_tags(line)
+            msg = msg.lstrip()
             if msg.startswith(("Started ", "Processing by ")) or COMPLETED.match(msg) or COMPLETED_RAILS30.match(msg):
                 hits += 1
                 strong = True
             elif msg.startswith(("Parameters: ", "Rendered ", "Rendering ", "Redirected to ")) or SQL.match(" " + msg):
                 hits += 1
+            elif tags and UUIDISH.match(tags[0]):
+                hits += 1  # a request-tagged continuation line (backtrace, exception message)
         return hits / seen if strong and seen else 0.0
 
     # ----- parsing --------------------------------------------------------------------

@@ -125,7 +125,8 @@ def open_binary(path: str) -> BinaryIO:
     magic = raw.read(6)
     raw.seek(0)
     if magic[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+        raw.close()
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     if magic[:3] == b"BZh":
         raw.close()
         return bz2.open(path, "rb")  # type: ignore[return-value]

@@ -9,10 +9,22 @@ from typing import Dict, List, Optional, Sequence, Tuple, Type
 
 from agent.parsers.base import Parser
 from agent.parsers.rails import LogrageParser, RailsParser
+from agent.parsers.postgres import PostgresParser
+from agent.parsers.pgbouncer import PgBouncerParser
+from agent.parsers.puma import PumaParser
+from agent.parsers.bullet import BulletParser
+from agent.parsers.semantic import SemanticLoggerParser
+from agent.parsers.sidekiq import SidekiqParser
 
 FORMATS: Tuple[Type[Parser], ...] = (
     LogrageParser,
     RailsParser,
+    PostgresParser,
+    PgBouncerParser,
+    PumaParser,
+    BulletParser,
+    SemanticLoggerParser,
+    SidekiqParser,
 )
 
 BY_NAME: Dict[str, Type[Parser]] = {p.name: p for p in FORMATS}

@@ -23,7 +23,10 @@ KV = re.compile(r"(\w+)=('[^']*'|\"[^\"]*\"|\S*)")
 
 
 def looks_like(msg: str) -> bool:
-    return msg.startswith(("method=", '{"method":')) or (msg.startswith("{") and '"controller":' in msg and '"status":' in msg)
+    if msg.startswith(("method=", '{"method":')):
+        return True
+    # lograge JSON with custom fields first; semantic_logger's JSON (level_index) is not lograge
+    return msg.startswith("{") and '"controller":' in msg and '"status":' in msg and '"level_index":' not in msg
 
 
 def parse(msg: str) -> Optional[Dict[str, object]]:

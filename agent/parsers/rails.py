@@ -23,9 +23,10 @@ import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from agent.events import Error, Event, Request, Sql
+from agent.events import Bullet, Error, Event, Request, Sql
 from agent.parsers import lograge
 from agent.parsers.base import NOTHING, Parser, strip_ansi
+from agent.parsers.bullet import parse_bullet_block
 from agent.timeparse import parse_iso
 
 PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
@@ -179,7 +180,8 @@ class RailsParser(Parser):
                 verdict = self._continues(held, msg, prefixed, level, line, lineno)
                 if verdict == ABSORBED:
                     return NOTHING
-                out = [self._release(held_key)]
+                released = self._release(held_key)
+                out = [released] if released is not None else []
                 if verdict == COMPLETED_BY_LINE:
                     return out
             elif lineno % 64 == 0:
@@ -191,7 +193,7 @@ class RailsParser(Parser):
         return out
 
     def finish(self) -> List[Event]:
-        return [self._release(k) for k in list(self._held)]
+        return [e for e in map(self._release, list(self._held)) if e is not None]
 
     # ----- helpers --------------------------------------------------------------------
     def _pid_key(self, pid: str) -> str:
@@ -256,6 +258,11 @@ class RailsParser(Parser):
                 )
                 self._hold(key, err, line, lineno, message_open=not closed)
                 return None
+        if first == "u" and body.startswith("user: ") and level in ("WARN", ""):
+            # Bullet.rails_logger: "user: <name>" opens a multi-line N+1 warning
+            self._held[key] = _Held(Bullet(ts=ts, source=self.source, line=lineno, raw=line), body, lineno)
+            self._last_error_key = key
+            return None
         if lograge.looks_like(body):
             fields = lograge.parse(body)
             if fields is not None:
@@ -343,7 +350,7 @@ class RailsParser(Parser):
 
     def _hold(self, key: str, event: Event, line: str, lineno: int, message_open: bool = False) -> None:
         self._held[key] = _Held(event, line, lineno, message_open)
-        if isinstance(event, Error):
+        if isinstance(event, (Error, Bullet)):
             self._last_error_key = key
 
     def _continues(self, held: _Held, msg: str, prefixed: bool, level: str, line: str, lineno: int) -> int:
@@ -356,6 +363,13 @@ class RailsParser(Parser):
                 event.raw += "\n" + line
                 return COMPLETED_BY_LINE
             return NOT_MINE
+        if isinstance(event, Bullet):
+            # Bullet's warning is one logger call: its lines carry no prefix and no tag
+            if prefixed or len(held.lines) >= MAX_RECORD_LINES:
+                return NOT_MINE
+            held.lines.append(msg)
+            held.last_lineno = lineno
+            return ABSORBED
         # an exception: message lines until "):", then blank lines and frames
         if prefixed and level not in ("FATAL", "ERROR"):
             return NOT_MINE
@@ -384,9 +398,14 @@ class RailsParser(Parser):
             return ABSORBED
         return NOT_MINE
 
-    def _release(self, key: str) -> Event:
+    def _release(self, key: str) -> Optional[Event]:
         held = self._held.pop(key)
         event = held.event
+        if isinstance(event, Bullet):
+            found = parse_bullet_block(held.lines, ts=event.ts, source=self.source, line=event.line)
+            if found is not None:
+                found.raw = "\n".join([event.raw] + held.lines[1:]).rstrip()
+            return found
         if isinstance(event, Error):
             event.raw = "\n".join(held.lines).rstrip()
             event.backtrace = tuple(held.frames)
@@ -395,7 +414,7 @@ class RailsParser(Parser):
 
     def _release_stale(self, lineno: int) -> List[Event]:
         stale = [k for k, h in self._held.items() if lineno - h.last_lineno > STALE_AFTER_LINES]
-        return [self._release(k) for k in stale] if stale else NOTHING
+        return [e for e in map(self._release, stale) if e is not None] if stale else NOTHING
 
 
 class LogrageParser(RailsParser):

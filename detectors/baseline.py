@@ -1,0 +1,265 @@
+"""Rolling per-key baselines with bounded memory, driven by event time only.
+
+Detectors compare "now" against "what is normal for this key" (an endpoint, a job
+class, a queue). Two tools:
+
+``RollingBaseline(max_keys, max_samples, window_s=None, half_life_s=None)``
+    Per key: the last ``max_samples`` values (and, with ``window_s``, only those not
+    older than ``window_s`` before the newest time seen for that key), plus an
+    exponentially weighted mean with half-life ``half_life_s`` of event time.
+    ``update(key, value, ts)``; ``count/mean/median/p95/quantile/ewma(key)``.
+    Keys are LRU-evicted beyond ``max_keys``: an app with 5,000 endpoints and a
+    scanner fed millions of lines keep a fixed footprint.
+
+``RecentVsBaseline(max_keys, recent_size, baseline_size)``
+    Per key: a short "recent" window and a longer, *lagged* baseline made of the
+    samples that fell out of the recent window. A spike therefore does not poison
+    its own baseline until it has lasted ``recent_size`` samples; compare
+    ``recent_median(key)`` against ``baseline_median(key)``.
+
+Both are deterministic: no wall clock, no randomness; the same updates in the same
+order give the same answers. Memory is O(max_keys * samples).
+
+    >>> b = RollingBaseline(max_keys=1000, max_samples=200)
+    >>> for i, v in enumerate([3, 3, 4, 3]):
+    ...     b.update("PostsController#index", v, ts=1000.0 + i)
+    >>> b.median("PostsController#index"), b.count("PostsController#index")
+    (3.0, 4)
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from collections import OrderedDict, deque
+from typing import Deque, Dict, Hashable, Iterator, List, Optional, Tuple
+
+
+def quantile(sorted_values: List[float], q: float) -> Optional[float]:
+    """Linear-interpolated quantile of an already sorted list (q in 0..1)."""
+    if not sorted_values:
+        return None
+    if len(sorted_values) == 1:
+        return float(sorted_values[0])
+    pos = (len(sorted_values) - 1) * min(max(q, 0.0), 1.0)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(sorted_values) - 1)
+    frac = pos - lo
+    return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)
+
+
+class _Series:
+    """The samples of one key, in arrival order and (kept up to date) in value order."""
+
+    __slots__ = ("samples", "max_samples", "total", "ewma", "ewma_ts", "first_ts", "last_ts", "_sorted", "_sum")
+
+    def __init__(self, max_samples: int) -> None:
+        self.samples: Deque[Tuple[float, float]] = deque()
+        self.max_samples = max_samples
+        self.total = 0  # every update ever, not only those still held
+        self.ewma: Optional[float] = None
+        self.ewma_ts: Optional[float] = None
+        self.first_ts: Optional[float] = None
+        self.last_ts: Optional[float] = None
+        self._sorted: List[float] = []  # insort/remove keep medians O(1) per query
+        self._sum = 0.0
+
+    def add(self, value: float, ts: float, window_s: Optional[float], half_life_s: Optional[float]) -> None:
+        if len(self.samples) >= self.max_samples:
+            self.drop_oldest()
+        self.samples.append((ts, value))
+        bisect.insort(self._sorted, value)
+        self._sum += value
+        self.total += 1
+        if self.first_ts is None:
+            self.first_ts = ts
+        if self.last_ts is None or ts > self.last_ts:
+            self.last_ts = ts
+        if window_s is not None:
+            self.expire(self.last_ts - window_s)
+        if self.ewma is None or self.ewma_ts is None:
+            self.ewma, self.ewma_ts = value, ts
+        elif half_life_s:
+            # the old mean's weight decays with elapsed event time; samples at the same
+            # instant (or out of order) are averaged like a plain running mean
+            dt = max(ts - self.ewma_ts, 0.0)
+            keep = 0.5 ** (dt / half_life_s) if dt > 0 else 1.0 - 1.0 / min(self.total, len(self.samples) or 1)
+            self.ewma = keep * self.ewma + (1.0 - keep) * value
+            self.ewma_ts = max(ts, self.ewma_ts)
+        else:
+            self.ewma = self._sum / len(self.samples) if self.samples else value
+
+    def drop_oldest(self) -> Tuple[float, float]:
+        ts, value = self.samples.popleft()
+        self._sum -= value
+        del self._sorted[bisect.bisect_left(self._sorted, value)]
+        return ts, value
+
+    def expire(self, oldest_ts: float) -> None:
+        while self.samples and self.samples[0][0] < oldest_ts:
+            self.drop_oldest()
+
+    def sorted_values(self) -> List[float]:
+        return self._sorted
+
+
+class RollingBaseline:
+    """Per-key rolling statistics over the last N samples (and/or a time window).
+
+    ``max_keys``     keys kept; the least recently *updated* key is evicted first
+    ``max_samples``  values kept per key (a deque: oldest dropped first)
+    ``window_s``     if set, values older than ``window_s`` before that key's newest
+                     timestamp are dropped too
+    ``half_life_s``  if set, ``ewma(key)`` is an exponentially weighted mean whose
+                     weights halve every ``half_life_s`` seconds of *event* time;
+                     otherwise ``ewma`` equals ``mean``
+    """
+
+    def __init__(
+        self,
+        max_keys: int = 5000,
+        max_samples: int = 200,
+        window_s: Optional[float] = None,
+        half_life_s: Optional[float] = None,
+    ) -> None:
+        if max_keys < 1 or max_samples < 1:
+            raise ValueError("max_keys and max_samples must be >= 1")
+        self.max_keys = max_keys
+        self.max_samples = max_samples
+        self.window_s = window_s
+        self.half_life_s = half_life_s
+        self._series: "OrderedDict[Hashable, _Series]" = OrderedDict()
+        self.evicted = 0  # keys dropped by the LRU, for self-metrics
+
+    def update(self, key: Hashable, value: float, ts: float) -> Optional[Hashable]:
+        """Add one sample; returns the key the LRU evicted to make room, if any."""
+        evicted: Optional[Hashable] = None
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(self.max_samples)
+            if len(self._series) > self.max_keys:
+                evicted = self._series.popitem(last=False)[0]
+                self.evicted += 1
+        else:
+            self._series.move_to_end(key)
+        series.add(float(value), float(ts), self.window_s, self.half_life_s)
+        return evicted
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._series
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def keys(self) -> Iterator[Hashable]:
+        return iter(self._series)
+
+    def forget(self, key: Hashable) -> None:
+        self._series.pop(key, None)
+
+    def count(self, key: Hashable) -> int:
+        """Samples currently held for ``key`` (0 for an unknown key)."""
+        series = self._series.get(key)
+        return len(series.samples) if series else 0
+
+    def total(self, key: Hashable) -> int:
+        """Updates ever made to ``key`` since it was (last) created."""
+        series = self._series.get(key)
+        return series.total if series else 0
+
+    def first_seen(self, key: Hashable) -> Optional[float]:
+        series = self._series.get(key)
+        return series.first_ts if series else None
+
+    def last_seen(self, key: Hashable) -> Optional[float]:
+        series = self._series.get(key)
+        return series.last_ts if series else None
+
+    def samples(self, key: Hashable) -> List[Tuple[float, float]]:
+        """The (ts, value) pairs held for ``key``, oldest first (a copy)."""
+        series = self._series.get(key)
+        return list(series.samples) if series else []
+
+    def mean(self, key: Hashable) -> Optional[float]:
+        series = self._series.get(key)
+        if not series or not series.samples:
+            return None
+        return series._sum / len(series.samples)
+
+    def quantile(self, key: Hashable, q: float) -> Optional[float]:
+        series = self._series.get(key)
+        return quantile(series.sorted_values(), q) if series else None
+
+    def median(self, key: Hashable) -> Optional[float]:
+        return self.quantile(key, 0.5)
+
+    def p95(self, key: Hashable) -> Optional[float]:
+        return self.quantile(key, 0.95)
+
+    def max(self, key: Hashable) -> Optional[float]:
+        series = self._series.get(key)
+        values = series.sorted_values() if series else []
+        return values[-1] if values else None
+
+    def ewma(self, key: Hashable) -> Optional[float]:
+        series = self._series.get(key)
+        return series.ewma if series else None
+
+
+class RecentVsBaseline:
+    """A short recent window per key, and a lagged baseline fed by what leaves it.
+
+    Sample i enters ``recent``; when ``recent`` holds more than ``recent_size`` values
+    its oldest moves into ``baseline`` (itself capped at ``baseline_size``). So the
+    baseline answers "what was normal before the last ``recent_size`` samples", and a
+    jump shows as ``recent_median / baseline_median`` until the new level has lasted
+    long enough to become the baseline (a steady level therefore never looks like a
+    spike). ``baseline_count`` is how much history backs the comparison.
+    """
+
+    def __init__(self, max_keys: int = 5000, recent_size: int = 20, baseline_size: int = 200) -> None:
+        if recent_size < 1:
+            raise ValueError("recent_size must be >= 1")
+        self.recent = RollingBaseline(max_keys=max_keys, max_samples=recent_size + 1)
+        self.baseline = RollingBaseline(max_keys=max_keys, max_samples=baseline_size)
+        self.recent_size = recent_size
+
+    def update(self, key: Hashable, value: float, ts: float) -> None:
+        recent = self.recent
+        evicted = recent.update(key, value, ts)
+        if evicted is not None:
+            self.baseline.forget(evicted)  # a key evicted from one side must not linger on the other
+        series = recent._series[key]
+        if len(series.samples) > self.recent_size:
+            old_ts, old_value = series.drop_oldest()
+            self.baseline.update(key, old_value, old_ts)
+
+    def recent_count(self, key: Hashable) -> int:
+        return self.recent.count(key)
+
+    def baseline_count(self, key: Hashable) -> int:
+        return self.baseline.count(key)
+
+    def recent_median(self, key: Hashable) -> Optional[float]:
+        return self.recent.median(key)
+
+    def baseline_median(self, key: Hashable) -> Optional[float]:
+        return self.baseline.median(key)
+
+    def recent_mean(self, key: Hashable) -> Optional[float]:
+        return self.recent.mean(key)
+
+    def baseline_mean(self, key: Hashable) -> Optional[float]:
+        return self.baseline.mean(key)
+
+    def baseline_p95(self, key: Hashable) -> Optional[float]:
+        return self.baseline.p95(key)
+
+    def snapshot(self, key: Hashable) -> Dict[str, Optional[float]]:
+        """Numbers for a finding's details."""
+        return {
+            "recent_median": self.recent_median(key),
+            "recent_count": float(self.recent_count(key)),
+            "baseline_median": self.baseline_median(key),
+            "baseline_p95": self.baseline_p95(key),
+            "baseline_count": float(self.baseline_count(key)),
+        }

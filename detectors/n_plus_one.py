@@ -1,0 +1,352 @@
+"""N+1 queries and N+1 *spikes*, from Rails logs at any level.
+
+Signals, best first:
+
+1. Debug SQL (``Sql`` events): statements are grouped per request (``request_id``;
+   untagged single-process logs use the parser's per-pid request key; statements
+   outside any request are grouped per file+pid, split by ``orphan_gap_s`` of
+   silence, and named by their QueryLogs tags). Within a request, a read whose
+   fingerprint repeats ``min_repeats``+ times with ``min_repeats`` distinct binds is an
+   N+1 (Sentry: 5 repeats; prosopite: same fingerprint). It must also cost
+   ``min_total_ms`` or repeat ``min_repeats_fast`` times, since local dev logs print
+   ``0.0ms``. The ``Request`` (at ``Completed``, after its SQL) gives the endpoint.
+2. Per-request query counts (Rails 7.2+ ``(N queries, M cached)``: N-M round trips;
+   else the count of debug statements) against the endpoint's own lagged baseline
+   (``RecentVsBaseline``): median of the last ``recent_size`` requests >= ``spike_ratio`` x
+   and >= +``spike_min_increase`` over a baseline of >= ``min_baseline_requests``.
+3. DB time per request (``ActiveRecord: 15.3ms``, lograge ``db=``) the same way, only
+   when no query count exists (Rails < 7.2 info logs, lograge).
+4. Bullet warnings (``Bullet`` events): an N+1 by definition (association-aware).
+
+Severity rule:
+  critical  the endpoint's queries (or DB time) per request spiked against its own
+            baseline while the N+1 was seen; or the N+1 first appeared after a deploy
+            on an endpoint that had ``min_requests_before_deploy`` clean requests
+            before it (deploy markers: ``Deploy`` events, ``AppFacts.revision_time``).
+  warning   a steady N+1 (debug SQL or Bullet), the first time an endpoint is seen
+            (no baseline yet), or a steady ``steady_queries_warning``+ queries/request.
+One incident per (endpoint, repeated fingerprint): subject endpoint/table/sql;
+count = affected requests (each flush reports the increment, ``merge_findings`` adds).
+A spike or a Bullet warning on an endpoint that also has SQL evidence is reported
+under that SQL incident's subject so the report merges them; alone, a spike's
+subject is the endpoint and a Bullet warning's is endpoint + association.
+
+False-positive risks and how they are avoided:
+* batched loads: ``WHERE id IN (…)`` with >1 item, ``ANY(ARRAY[…])``, and ``LIMIT n``
+  >= ``batch_limit_min`` (``find_each``) are never counted as repeats.
+* cached queries: ``CACHE`` hits are no round trip: ignored for repeats and counts.
+* identical repeats (same SQL, same binds): a memoisation smell, not an N+1; a
+  group needs ``min_repeats`` *distinct* binds (unlogged binds count as distinct).
+* slow endpoint without N+1: DB time alone never names an N+1 when query counts
+  exist; a DB-time spike shared by most active endpoints at once (a slow or
+  saturated database, not a code change) is dropped (``global_spike_share``).
+* intentional loops / long-standing N+1: never more than a warning unless they
+  grow or are new after a deploy; ``ignore_endpoints``/``ignore_tables`` silence them.
+* has_many-through counts and ``exists?`` in loops (``SELECT COUNT(*)``,
+  ``SELECT 1 AS one``): real per-row queries but often cheap and deliberate, so they
+  need ``min_repeats_aggregate`` repeats; triage suggests counter_cache / preloading.
+* writes in loops (INSERT/UPDATE per row) are not N+1 reads: ignored unless
+  ``include_writes``.
+* a tiny fast loop (4 repeats, 0.0ms, as in select_rails_log/simple.log) stays below
+  ``min_repeats``; raise it or lower it per app.
+
+Helpers: ``n_plus_one_state`` (bounded per-request / per-incident records),
+``n_plus_one_infer`` (naming the association, triage text), ``n_plus_one_report``
+(state -> findings); ``sqlfp``, ``baseline`` and ``deploys`` are shared with other detectors.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict, deque
+from dataclasses import dataclass
+from typing import Deque, Dict, List, Optional, Tuple
+
+from agent.events import Bullet, Deploy, Event, Finding, Request, Sql
+from detectors.base import Detector, DetectorContext, Settings
+from detectors.baseline import RecentVsBaseline
+from detectors.deploys import DeployMarkers
+from detectors.n_plus_one_infer import infer_association
+from detectors.n_plus_one_report import build_findings
+from detectors.n_plus_one_state import Group, Incident, OpenRequest, Spike, endpoint_from_tags
+from detectors.sqlfp import SqlFingerprinter, parse_binds
+
+_ID_SEGMENT = re.compile(r"/(?:\d+|[0-9a-f]{8}-[0-9a-f-]{27,})(?=/|$)")
+_LIMIT_BIND = re.compile(r'\["LIMIT", (\d+)\]')
+HISTORY = 32  # recent request times kept per endpoint (to tell "clean before the deploy")
+_SKIP_NAMES = frozenset(("SCHEMA", "TRANSACTION", "EXPLAIN"))
+
+
+@dataclass(frozen=True)
+class NPlusOneSettings(Settings):
+    min_repeats: int = 5  # Sentry's default count
+    min_total_ms: float = 50.0  # Sentry docs' duration threshold for the repeats
+    min_repeats_fast: int = 10  # enough repeats to report even at 0.0ms each
+    min_repeats_aggregate: int = 10  # COUNT(*) / exists? per row
+    batch_limit_min: int = 100  # LIMIT n >= this is a batch (find_each), not a lookup
+    include_writes: bool = False
+    recent_size: int = 10  # requests in the "now" window of an endpoint
+    baseline_size: int = 200  # requests in its lagged baseline
+    min_baseline_requests: int = 20  # history needed before a spike can be called
+    spike_ratio: float = 3.0
+    spike_min_increase: float = 20.0  # queries per request
+    db_spike_ratio: float = 3.0
+    db_spike_min_ms: float = 50.0
+    global_spike_share: float = 0.5  # DB-time spikes on this share of active endpoints: a DB problem
+    steady_queries_warning: float = 100.0  # median queries/request worth a warning even if steady
+    min_requests_before_deploy: int = 3  # clean requests before a deploy to call an N+1 new
+    max_endpoints: int = 5000
+    max_open_requests: int = 2000
+    max_groups_per_request: int = 300
+    max_incidents: int = 2000
+    request_timeout_s: float = 300.0  # open request without Completed: analysed and dropped
+    orphan_gap_s: float = 2.0
+    fingerprint_cache: int = 20000
+    max_example_requests: int = 5
+    ignore_endpoints: Tuple[str, ...] = ()
+    ignore_tables: Tuple[str, ...] = ()
+
+
+class NPlusOneDetector(Detector):
+    """N+1 queries per request from debug SQL, and N+1 spikes from per-endpoint baselines."""
+
+    name = "n_plus_one"
+    kinds = frozenset(("sql", "request", "bullet", "deploy"))
+    settings_type = NPlusOneSettings
+
+    def __init__(self, settings: Optional[Settings] = None, context: Optional[DetectorContext] = None) -> None:
+        super().__init__(settings, context)
+        s: NPlusOneSettings = self.settings  # type: ignore[assignment]
+        self.s = s
+        self._fp = SqlFingerprinter(s.fingerprint_cache)
+        self._deploys = DeployMarkers(self.context.facts, max_keys=s.max_endpoints)
+        self._open: "OrderedDict[str, OpenRequest]" = OrderedDict()
+        self._queries = RecentVsBaseline(s.max_endpoints, s.recent_size, s.baseline_size)
+        self._db_ms = RecentVsBaseline(s.max_endpoints, s.recent_size, s.baseline_size)
+        self._history: "OrderedDict[str, Deque[Tuple[float, bool]]]" = OrderedDict()  # endpoint -> (ts, had_sql)
+        self._paths: "OrderedDict[str, str]" = OrderedDict()  # "GET /posts" -> endpoint, for Bullet
+        self._incidents: "OrderedDict[Tuple[str, str], Incident]" = OrderedDict()
+        self._spikes: "OrderedDict[Tuple[str, str], Spike]" = OrderedDict()  # (endpoint, signal)
+        self._sql_sources: set = set()  # files that log SQL: a request there without SQL ran 0 queries
+
+    # ----- input ----------------------------------------------------------------------
+    def feed(self, event: Event) -> None:
+        if isinstance(event, Sql):
+            self._sql(event)
+        elif isinstance(event, Request):
+            self._request(event)
+        elif isinstance(event, Bullet):
+            self._bullet(event)
+        elif isinstance(event, Deploy):
+            self._deploys.observe(event)
+
+    def _sql(self, e: Sql) -> None:
+        # hot path (every debug SQL line): keep attribute lookups and allocations low
+        if e.name in _SKIP_NAMES or e.ts is None:
+            return
+        rid = e.request_id
+        key = rid or f"orphan:{e.source}:{e.pid}"
+        opened = self._open
+        req = opened.get(key)
+        if req is None or (not rid and req.last_ts is not None and e.ts - req.last_ts > self.s.orphan_gap_s):
+            req = self._open_request(key, e)
+        req.last_ts = e.ts
+        shape = self._fp.shape(e.sql)
+        kind = shape.kind
+        if kind == "transaction":
+            return
+        if shape.tags and not req.tags:
+            req.tags = shape.tags
+        if e.cached:
+            req.cached += 1
+            return
+        req.queries += 1
+        if e.duration_ms:
+            req.db_ms += e.duration_ms
+        if kind == "other" or (kind == "write" and not self.s.include_writes):
+            return
+        limit = shape.limit
+        binds = e.binds
+        if limit is None and binds and "LIMIT" in binds:
+            m = _LIMIT_BIND.search(binds)
+            limit = int(m.group(1)) if m else None
+        if shape.in_list_max > 1 or (limit is not None and limit >= self.s.batch_limit_min):
+            req.remember_source(e, shape)  # a batched load: a fine parent, never a repeat
+            return
+        group = req.groups.get(shape.fingerprint)
+        if group is None:
+            if len(req.groups) >= self.s.max_groups_per_request:
+                return
+            # binds are parsed for the first statement only: they name the association
+            group = req.groups[shape.fingerprint] = Group(shape, e, parse_binds(binds), req.source_event, req.source_shape)
+        group.add(e)
+        if kind == "load":
+            req.source_event, req.source_shape = e, shape
+
+    def _open_request(self, key: str, e: Sql) -> OpenRequest:
+        """A request's first statement (or an orphan group after a silence)."""
+        old = self._open.pop(key, None)
+        if old is not None:
+            self._finish(old, None)
+        if e.source not in self._sql_sources and len(self._sql_sources) < 256:
+            self._sql_sources.add(e.source)
+        req = self._open[key] = OpenRequest(key, e.ts)
+        if len(self._open) > self.s.max_open_requests:
+            self._finish(self._open.popitem(last=False)[1], None)
+        return req
+
+    def _request(self, r: Request) -> None:
+        if r.ts is None:
+            return
+        endpoint = r.endpoint or (f"{r.method} {_ID_SEGMENT.sub('/:id', r.path.split('?', 1)[0])}" if r.path else "")
+        if r.method and r.path:
+            _bounded_put(self._paths, f"{r.method} {r.path.split('?', 1)[0]}", endpoint or "", self.s.max_endpoints)
+        req = self._open.pop(r.request_id, None) if r.request_id else None
+        self._finish(req, r, endpoint or "(unknown endpoint)")
+
+    def _bullet(self, b: Bullet) -> None:
+        if b.ts is None or b.detection not in ("n_plus_one", ""):
+            return
+        rid = getattr(b, "request_id", "")
+        req = self._open.get(rid) if rid else None
+        if req is not None:
+            if len(req.bullets) < 20:
+                req.bullets.append(b)  # resolved with the request's endpoint at Completed
+            return
+        endpoint = self._paths.get(b.request.split("?", 1)[0]) or b.request or "(unknown endpoint)"
+        self._note_bullet(endpoint, b)
+
+    # ----- per request ----------------------------------------------------------------
+    def _finish(self, req: Optional[OpenRequest], r: Optional[Request], endpoint: str = "") -> None:
+        ts = r.ts if r is not None and r.ts is not None else (req.last_ts if req is not None else None)
+        if ts is None:
+            return
+        if r is None and req is not None:
+            endpoint = endpoint_from_tags(req.tags)
+            if endpoint.startswith("(") and req.request_id:
+                endpoint = "(unknown endpoint)"  # a request whose Completed line never came
+        if endpoint in self.s.ignore_endpoints:
+            return
+        self._deploys.watch(ts)
+        history = self._history.get(endpoint)
+        if history is None:
+            history = self._history[endpoint] = deque(maxlen=max(self.s.min_requests_before_deploy + 1, HISTORY))
+            if len(self._history) > self.s.max_endpoints:
+                self._history.popitem(last=False)
+        else:
+            self._history.move_to_end(endpoint)
+        if req is not None:
+            for group in req.groups.values():
+                if self._qualifies(group):
+                    self._note_n_plus_one(endpoint, group, req, r, ts, history)
+            for b in req.bullets:
+                self._note_bullet(endpoint, b, history)
+        history.append((ts, req is not None and req.queries > 0))
+        if r is None:
+            return  # no Completed line: no per-request numbers for the baselines
+        queries: Optional[float] = None
+        if r.queries is not None:
+            queries = float(r.queries - (r.cached or 0))
+        elif req is not None:
+            queries = float(req.queries)
+        elif r.source in self._sql_sources:
+            queries = 0.0
+        if queries is not None:
+            self._check_spike(endpoint, "queries", self._queries, queries, r, self.s.spike_ratio, self.s.spike_min_increase)
+        elif r.db_ms is not None:
+            self._check_spike(endpoint, "db_time", self._db_ms, r.db_ms, r, self.s.db_spike_ratio, self.s.db_spike_min_ms)
+
+    def _qualifies(self, g: Group) -> bool:
+        s = self.s
+        need = s.min_repeats_aggregate if g.shape.kind in ("count", "exists") else s.min_repeats
+        if g.count < need or g.distinct < need or g.shape.table in s.ignore_tables:
+            return False
+        return g.total_ms >= s.min_total_ms or g.count >= max(s.min_repeats_fast, need)
+
+    def _note_n_plus_one(
+        self, endpoint: str, g: Group, req: OpenRequest, r: Optional[Request], ts: float, history: Deque[Tuple[float, bool]]
+    ) -> None:
+        key = (endpoint, g.shape.fingerprint)
+        inc = self._incidents.get(key)
+        if inc is None:
+            assoc = infer_association(g.shape, g.first.name, g.binds, g.source_shape, g.source_event.name if g.source_event else "")
+            subject = {"endpoint": endpoint, "table": g.shape.table, "sql": g.shape.normalized}
+            inc = self._new_incident(key, subject, ts, history)
+            inc.association = assoc
+            inc.shape = g.shape
+        inc.add_request(ts, req.request_id, g, r, self.s.max_example_requests)
+
+    def _note_bullet(self, endpoint: str, b: Bullet, history: Optional[Deque[Tuple[float, bool]]] = None) -> None:
+        label = f"{b.model} => [{', '.join(':' + a for a in b.associations)}]"
+        key = (endpoint, "bullet:" + label)
+        inc = self._incidents.get(key)
+        if inc is None:
+            inc = self._new_incident(key, {"endpoint": endpoint, "association": label}, b.ts or 0.0, history or ())
+            inc.bullet = b
+        inc.add_bullet(b)
+
+    def _new_incident(self, key: Tuple[str, str], subject: Dict[str, str], ts: float, history) -> Incident:  # type: ignore[no-untyped-def]
+        inc = self._incidents[key] = Incident(subject, ts)
+        if len(self._incidents) > self.s.max_incidents:
+            self._incidents.popitem(last=False)
+        deploy = self._deploys.last_deploy_before(ts)
+        if deploy is not None:
+            before = sum(1 for t, _ in history if t < deploy.ts)
+            if before >= self.s.min_requests_before_deploy:
+                inc.new_since_deploy = deploy
+        return inc
+
+    def _check_spike(self, endpoint: str, signal: str, base: RecentVsBaseline, value: float, r: Request, ratio: float, min_increase: float) -> None:
+        base.update(endpoint, value, r.ts)  # type: ignore[arg-type]
+        key = (endpoint, signal)
+        spike = self._spikes.get(key)
+        ready = base.baseline_count(endpoint) >= self.s.min_baseline_requests and base.recent_count(endpoint) >= self.s.recent_size
+        before, now = base.baseline_median(endpoint), base.recent_median(endpoint)
+        if ready and before is not None and now is not None:
+            threshold = max(before * ratio, before + min_increase)
+            if now >= threshold:
+                if spike is None or not spike.active:
+                    spike = self._start_spike(key, base, threshold, before, r)
+                if value >= threshold:
+                    spike.add(r, value, now)
+                return
+        if spike is not None:
+            spike.active = False
+        if signal == "queries" and ready and now is not None and now >= self.s.steady_queries_warning:
+            steady = self._spikes.get((endpoint, "steady"))
+            if steady is None:
+                steady = self._start_spike((endpoint, "steady"), base, self.s.steady_queries_warning, before or 0.0, r)
+            steady.add(r, value, now)
+
+    def _start_spike(self, key: Tuple[str, str], base: RecentVsBaseline, threshold: float, before: float, r: Request) -> Spike:
+        samples = base.recent.samples(key[0])
+        start = next((ts for ts, v in samples if v >= threshold), r.ts or 0.0)
+        spike = self._spikes.get(key)
+        if spike is None:
+            spike = self._spikes[key] = Spike(key[0], key[1], start, before)
+            if len(self._spikes) > self.s.max_endpoints:
+                self._spikes.popitem(last=False)
+        spike.active = True
+        spike.before = before
+        baseline_end = base.baseline.last_seen(key[0])
+        deploys = self._deploys.deploys_between(baseline_end, start)
+        if deploys:
+            spike.deploy = deploys[-1]
+        # the high requests already in the window count too (the current one is added by the caller)
+        spike.backfill(sum(1 for _, v in samples[:-1] if v >= threshold), start)
+        return spike
+
+    # ----- output ---------------------------------------------------------------------
+    def flush(self, until: Optional[float]) -> List[Finding]:
+        for key in [k for k, req in self._open.items() if until is None or (req.last_ts or 0.0) < until - self._timeout(k)]:
+            self._finish(self._open.pop(key), None)
+        return build_findings(self)
+
+    def _timeout(self, key: str) -> float:
+        return self.s.orphan_gap_s if key.startswith("orphan:") else self.s.request_timeout_s
+
+
+def _bounded_put(store: "OrderedDict[str, str]", key: str, value: str, cap: int) -> None:
+    store[key] = value
+    store.move_to_end(key)
+    if len(store) > cap:
+        store.popitem(last=False)

@@ -4,8 +4,15 @@ from __future__ import annotations
 from typing import Dict, Tuple, Type
 
 from detectors.base import AppFacts, Detector, DetectorContext, Settings
+from detectors.n_plus_one import NPlusOneDetector
+from detectors.pool_exhaustion import PoolExhaustionDetector
+from detectors.sidekiq_failures import SidekiqFailuresDetector
 
-BUILTIN: Tuple[Type[Detector], ...] = ()
+BUILTIN: Tuple[Type[Detector], ...] = (
+    NPlusOneDetector,
+    PoolExhaustionDetector,
+    SidekiqFailuresDetector,
+)
 
 
 def _build_registry(classes: Tuple[Type[Detector], ...]) -> Dict[str, Type[Detector]]:

@@ -409,7 +409,9 @@ class SidekiqParser(Parser):
         fields = self._ctx(ctx) if isinstance(ctx, dict) or "context=" in ctx or "job=" in ctx else None  # type: ignore[operator]
         if fields and "context" in fields:
             return self._error_context_8(rec, key, ts, pid, fields, msg, line, lineno)
-        if level in ("WARN", "ERROR", "FATAL") and msg:
+        in_job = ("class" in ctx) if isinstance(ctx, dict) else ("class=" in ctx)  # type: ignore[operator]
+        if level in ("WARN", "ERROR", "FATAL") and msg and not in_job:
+            # the error handler runs after the job context is cleared; a WARN inside a job is the app's own
             attached = self._error_record(rec, key, ts, pid, level, msg, line, lineno)
             if attached is not None:
                 return attached
@@ -427,7 +429,7 @@ class SidekiqParser(Parser):
         if msg == "Bye!" and self._records:
             more = self._release_pid(pid)  # before the pid's shutdown flags are forgotten
             out = out + more if out else more
-        event = self._lifecycle(ts, pid, level, msg, line, lineno)
+        event = self._lifecycle(ts, pid, "INFO" if in_job else level, msg, line, lineno)
         if event is not None:
             return out + [event] if out else [event]
         return out

@@ -326,3 +326,20 @@ def test_redis_eviction_warning_heredoc_and_unknown_warn_lines():
     ]
     events = [e for n, l in enumerate(lines, 1) for e in parser.feed(l, n)]
     assert events == [] and parser.unparsed == 1  # the heredoc belongs to its WARN; the odd WARN is not understood
+
+
+def test_without_timestamp_lines_take_the_envelope_time():
+    # Heroku (DYNO set): Sidekiq's WithoutTimestamp formatter; logplex gives the time
+    parser = SidekiqParser("heroku.log")
+    hint = 1680078482.741902  # 2023-03-29T08:28:02.741902+00:00 (ISSUE_QUOTES: sidekiq/sidekiq#5815's envelope)
+    [start] = parser.feed("pid=4 tid=2b8 class=HardJob jid=b4a5 INFO: start", 1, hint)
+    [legacy] = parser.feed("5207 TID-9s4zo HardJob JID-b4a6 INFO: done: 0.5 sec", 2, hint + 1)
+    [eight] = parser.feed("INFO pid=4 tid=2b8 class=HardJob jid=b4a7: start", 3, hint + 2)
+    assert (start.ts, legacy.ts, eight.ts) == (hint, hint + 1, hint + 2)
+    assert (legacy.job_class, legacy.elapsed_s, eight.jid) == ("HardJob", 0.5, "b4a7")
+
+
+def test_a_warn_the_app_logs_inside_a_job_is_not_an_error_report():
+    parser = SidekiqParser("x.log")
+    events = parser.feed("2024-05-01T12:00:01.000Z pid=1 tid=3kq class=ChargeJob jid=abc WARN: Stripe: card declined for order 7", 1)
+    assert events == [] and parser.unparsed == 0 and parser.finish() == []

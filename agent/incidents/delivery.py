@@ -1,0 +1,152 @@
+"""Deliver the outbox: every update to every sink, once, whatever the sink's mood.
+
+``Deliverer(store, sinks, clock).run_once()`` sends the due outbox rows. Per row:
+
+    accepted          -> delivered_at set; never sent again
+    retryable error   -> attempts+1, next_attempt_at = now + exponential backoff with full
+                         jitter (base 2 s, cap 10 min) or the sink's Retry-After
+    permanent error   -> gave_up_at set, the error kept for ``railwatch incidents show``
+    exception         -> treated as retryable (a bug in one sink never stops the others)
+
+A sink that fails retryably is skipped for the rest of the pass (it is down: no point
+timing out on each of its rows), and its rows stay pending in SQLite across restarts.
+Rows older than ``max_age`` are given up with "expired", so the outbox stays bounded.
+
+Delivery is at-least-once: a crash after the sink accepted and before ``delivered_at``
+was written resends that one update; the ``update_id`` travels with it for idempotency.
+
+Alertmanager forgets alerts that are not re-sent: sinks with a ``refresh_interval``
+get the latest state of each open incident again (and a resolved one for 5 minutes)
+on that cadence, outside the outbox, best effort.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
+
+from agent.clock import Clock
+from agent.incidents.store import IncidentStore
+from agent.sinks.base import ACCEPTED, PERMANENT, DeliveryResult, Sink
+
+log = logging.getLogger(__name__)
+
+BASE_DELAY = 2.0
+MAX_DELAY = 600.0
+MAX_AGE = 7 * 86400.0
+RESOLVED_RESEND = 300.0  # Alertmanager: keep re-sending a resolve this long (alerts_api.md)
+
+
+class Deliverer:
+    """Drains the outbox into the sinks; call ``run_once()`` from the daemon's loop."""
+
+    def __init__(
+        self,
+        store: IncidentStore,
+        sinks: Mapping[str, Sink],
+        clock: Clock,
+        rng: Optional[random.Random] = None,
+        base_delay: float = BASE_DELAY,
+        max_delay: float = MAX_DELAY,
+        max_age: float = MAX_AGE,
+    ) -> None:
+        self.store = store
+        self.sinks = dict(sinks)
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.base_delay, self.max_delay, self.max_age = base_delay, max_delay, max_age
+        self._refreshed: Dict[Tuple[str, str], float] = {}
+
+    def run_once(self, limit: int = 100) -> Dict[str, int]:
+        """One pass: due outbox rows, then refreshes. Returns counts by outcome."""
+        now = self.clock.now()
+        counts = {"accepted": 0, "retry": 0, "failed": 0}
+        down: set = set()
+        for row in self.store.due_outbox(now, list(self.sinks), limit=limit):
+            if row.sink in down:
+                continue
+            if now - row.created_at > self.max_age:
+                self.store.mark_failed(row.id, now, f"expired after {self.max_age:.0f} s undelivered")
+                counts["failed"] += 1
+                continue
+            update = self.store.get_update(row.update_id)
+            if update is None:  # cannot happen with foreign keys on; never loop on it
+                self.store.mark_failed(row.id, now, "update row missing")
+                continue
+            result = self._deliver(self.sinks[row.sink], update)
+            if result.status == ACCEPTED:
+                self.store.mark_delivered(row.id, self.clock.now())
+                self._refreshed[(row.incident_id, row.sink)] = now
+                counts["accepted"] += 1
+            elif result.status == PERMANENT:
+                self.store.mark_failed(row.id, now, result.detail)
+                log.warning("sink %s refused update %d for good: %s", row.sink, row.update_id, result.detail)
+                counts["failed"] += 1
+            else:
+                down.add(row.sink)
+                delay = self.backoff(row.attempts + 1, result.retry_after)
+                self.store.mark_retry(row.id, now + delay, result.detail)
+                log.info("sink %s: %s; retry in %.0f s", row.sink, result.detail, delay)
+                counts["retry"] += 1
+        self._refresh(now, down)
+        return counts
+
+    def backoff(self, attempt: int, retry_after: Optional[float] = None) -> float:
+        """Exponential backoff with full jitter, at least the sink's Retry-After."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** min(attempt - 1, 30)))
+        delay = self.rng.uniform(ceiling / 2, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(float(retry_after), self.max_delay))
+        return delay
+
+    def pending(self) -> int:
+        return len(self.store.outbox_for(pending_only=True))
+
+    def _deliver(self, sink: Sink, update) -> DeliveryResult:  # type: ignore[no-untyped-def]
+        try:
+            return sink.deliver(update)
+        except Exception as exc:  # noqa: BLE001 - one broken sink must not stop delivery to the others
+            log.exception("sink %s raised", getattr(sink, "name", "?"))
+            return DeliveryResult.retry(f"sink raised {type(exc).__name__}")
+
+    def _refresh(self, now: float, down: set) -> None:
+        wanting = {n: s for n, s in self.sinks.items() if getattr(s, "refresh_interval", None) and n not in down}
+        if not wanting:
+            return
+        candidates = self.store.open_incidents() + [
+            i for i in self.store.list_incidents(status="resolved", limit=200)
+            if i.resolved_at is not None and now - i.resolved_at < RESOLVED_RESEND
+        ]
+        for inc in candidates:
+            for name, sink in wanting.items():
+                if name in down:
+                    continue
+                key = (inc.id, name)
+                last = self.store.last_delivery(inc.id, name)
+                if last is None or last.delivered_at is None:
+                    continue  # never delivered, or an update is still pending: the outbox owns it
+                since = max(self._refreshed.get(key, 0.0), last.delivered_at)
+                if now - since < float(sink.refresh_interval):  # type: ignore[attr-defined]
+                    continue
+                update = self.store.get_update(last.update_id)
+                if update is None:
+                    continue
+                result = self._deliver(sink, update)
+                self._refreshed[key] = now
+                if result.status != ACCEPTED:
+                    down.add(name)
+                    log.info("refresh to %s failed: %s", name, result.detail)
+
+
+def deliver_now(sinks: Mapping[str, Sink], update, on_result: Optional[Callable[[str, DeliveryResult], None]] = None) -> List[Tuple[str, DeliveryResult]]:  # type: ignore[no-untyped-def]
+    """Send one update straight to every sink (``test-incident``), bypassing the outbox."""
+    results = []
+    for name, sink in sinks.items():
+        try:
+            result = sink.deliver(update)
+        except Exception as exc:  # noqa: BLE001
+            result = DeliveryResult.retry(f"sink raised {type(exc).__name__}")
+        results.append((name, result))
+        if on_result is not None:
+            on_result(name, result)
+    return results

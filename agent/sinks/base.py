@@ -1,0 +1,258 @@
+"""The Sink interface, its result type, option checking and the one HTTP POST every sink uses.
+
+A sink turns an ``IncidentUpdate`` into whatever its target understands and answers
+with a ``DeliveryResult``: accepted, retryable (the outbox tries again later, with
+backoff) or permanent (the target refused the payload; retrying cannot help).
+``dry_run()`` checks the configuration (and, where the target has a harmless
+endpoint, reachability) without notifying anyone; ``railwatch doctor`` calls it.
+
+Errors never contain a secret: option errors name the key, never its value, and
+delivery errors name the failure class and a scrubbed, shortened response body,
+never the URL (a Slack webhook URL is itself the secret).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Union
+
+from agent.clock import Clock
+from agent.incidents.model import Incident, IncidentUpdate
+from agent.scrub import scrub
+
+ACCEPTED, RETRY, PERMANENT = "accepted", "retry", "permanent"
+DEFAULT_TIMEOUT = 10.0
+USER_AGENT = "railwatch"
+
+
+@dataclass
+class DeliveryResult:
+    status: str  # ACCEPTED | RETRY | PERMANENT
+    detail: str = ""
+    retry_after: Optional[float] = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == ACCEPTED
+
+    @classmethod
+    def ok(cls, detail: str = "") -> "DeliveryResult":
+        return cls(ACCEPTED, detail)
+
+    @classmethod
+    def retry(cls, detail: str, retry_after: Optional[float] = None) -> "DeliveryResult":
+        return cls(RETRY, detail, retry_after)
+
+    @classmethod
+    def permanent(cls, detail: str) -> "DeliveryResult":
+        return cls(PERMANENT, detail)
+
+
+class Sink(Protocol):
+    """What the deliverer needs from a sink."""
+
+    name: str
+    kind: str
+    refresh_interval: Optional[float]  # re-send open incidents this often (Alertmanager), else None
+
+    def deliver(self, update: IncidentUpdate) -> DeliveryResult: ...
+
+    def dry_run(self) -> DeliveryResult: ...
+
+
+class Options:
+    """Reads a sink's option table, collecting errors as ``sinks.<name>.<key>: …`` (values never echoed)."""
+
+    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
+        self.name = name
+        self.values = dict(options)
+        self.used: set = set()
+        self.errors: List[str] = []
+
+    def _err(self, key: str, message: str) -> None:
+        self.errors.append(f"sinks.{self.name}.{key}: {message}")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.used.add(key)
+        return self.values.get(key, default)
+
+    def string(self, key: str, default: Optional[str] = None, required: bool = False) -> Optional[str]:
+        value = self.get(key)
+        if value is None:
+            if required:
+                self._err(key, "required")
+            return default
+        if not isinstance(value, str) or (required and not value.strip()):
+            self._err(key, "expected a non-empty string")
+            return default
+        return value
+
+    def url(self, key: str, default: Optional[str] = None, required: bool = False) -> Optional[str]:
+        value = self.string(key, default, required)
+        if value is not None and not value.startswith(("https://", "http://")):
+            self._err(key, "expected an http:// or https:// URL")
+            return None
+        return value
+
+    def number(self, key: str, default: float, minimum: float = 0.0, maximum: Optional[float] = None) -> float:
+        value = self.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self._err(key, "expected a number")
+            return default
+        if value < minimum or (maximum is not None and value > maximum):
+            self._err(key, f"expected a number between {minimum:g} and {maximum:g}" if maximum is not None else f"expected a number >= {minimum:g}")
+            return default
+        return float(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            self._err(key, "expected true or false")
+            return default
+        return value
+
+    def table(self, key: str) -> Dict[str, str]:
+        value = self.get(key, {})
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            self._err(key, "expected a table of strings")
+            return {}
+        return dict(value)
+
+    def strings(self, key: str) -> List[str]:
+        value = self.get(key, [])
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self._err(key, "expected a list of strings")
+            return []
+        return list(value)
+
+    def tls_verify(self) -> Union[bool, str]:
+        ca = self.string("ca_file")
+        if ca is not None and not os.path.isfile(ca):
+            self._err("ca_file", "no such file")
+        return ca if ca else True  # TLS verification is always on; ca_file only changes the trust roots
+
+    def finish(self) -> None:
+        for key in sorted(set(self.values) - self.used - {"type", "kind"}):
+            self._err(key, "unknown option")
+        if self.errors:
+            raise ValueError("; ".join(self.errors))
+
+
+class HttpSink:
+    """Shared plumbing for sinks that POST to an HTTP endpoint."""
+
+    kind = "http"
+    refresh_interval: Optional[float] = None
+
+    def __init__(self, name: str, session: Any = None, clock: Optional[Clock] = None, timeout: float = DEFAULT_TIMEOUT,
+                 verify: Union[bool, str] = True) -> None:
+        import requests
+
+        self.name = name
+        self.session = session if session is not None else requests.Session()
+        self.clock = clock or Clock()
+        self.timeout = timeout
+        self.verify = verify
+        self.secrets: List[str] = []  # literal values never to appear in a result (keys, URLs, tokens)
+
+    def mask(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "[REDACTED]")
+        return text
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> DeliveryResult:
+        import requests
+
+        all_headers = {"User-Agent": USER_AGENT}
+        all_headers.update(headers)
+        try:
+            response = self.session.post(url, data=body, headers=all_headers, timeout=self.timeout, verify=self.verify,
+                                         allow_redirects=False)
+        except requests.exceptions.SSLError:
+            return DeliveryResult.retry("TLS verification failed")
+        except requests.exceptions.Timeout:
+            return DeliveryResult.retry(f"timed out after {self.timeout:g} s")
+        except requests.exceptions.ConnectionError:
+            return DeliveryResult.retry("connection failed")
+        except requests.exceptions.RequestException as exc:
+            return DeliveryResult.retry(f"request failed ({type(exc).__name__})")
+        result = classify(response.status_code, response.headers, _body_text(response))
+        result.detail = self.mask(result.detail)  # a target may echo the key or URL back
+        return result
+
+    def post_json(self, url: str, obj: Any, headers: Optional[Mapping[str, str]] = None) -> DeliveryResult:
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        return self.post(url, to_json(obj), h)
+
+
+def classify(status: int, headers: Mapping[str, str], body: str) -> DeliveryResult:
+    """HTTP status -> outcome: 2xx accepted; 408/425/429/5xx retry; other 4xx (and 3xx) permanent."""
+    snippet = scrub(" ".join(body.split())[:200])[0]
+    detail = f"HTTP {status}" + (f": {snippet}" if snippet else "")
+    if 200 <= status < 300:
+        return DeliveryResult.ok(detail)
+    if status in (408, 425, 429) or status >= 500:
+        return DeliveryResult.retry(detail, _retry_after(headers.get("Retry-After")))
+    return DeliveryResult.permanent(detail)
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:  # an HTTP-date: the normal backoff applies (no wall clock read here)
+        return None
+
+
+def _body_text(response: Any) -> str:
+    try:
+        return response.content[:2000].decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - a body we cannot read is not worth failing over
+        return ""
+
+
+def to_json(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+
+
+# ---------------------------------------------------------------------- text shared by sinks
+
+
+def headline(update: IncidentUpdate) -> str:
+    inc = update.incident
+    if update.kind == "resolve":
+        return f"RESOLVED: {inc.title}"
+    prefix = {"escalate": "ESCALATED", "reopen": "REOPENED", "recur": "RECURRED", "test": "TEST"}.get(update.kind, "")
+    head = f"[{inc.severity.upper()}] {inc.title}"
+    return f"{prefix} {head}" if prefix else head
+
+
+def triage(inc: Incident) -> Dict[str, Any]:
+    t = inc.finding.get("triage") or {}
+    return t if isinstance(t, dict) else {}
+
+
+def subject_text(inc: Incident) -> str:
+    return ", ".join(f"{k}={v}" for k, v in inc.subject.items())
+
+
+def bundle_link(inc: Incident, template: Optional[str]) -> str:
+    """A URL for the bundle if the operator publishes bundles somewhere, else ''."""
+    if not template or not inc.bundle_path:
+        return ""
+    return template.format(id=inc.id, fingerprint=inc.fingerprint, host=inc.host)
+
+
+def recurrence_note(inc: Incident) -> str:
+    notes = []
+    if inc.recurrence > 1:
+        notes.append(f"recurrence #{inc.recurrence} (previous incident {inc.previous_id})")
+    if inc.flaps:
+        notes.append(f"reopened {inc.flaps} time(s) within the cooldown")
+    return "; ".join(notes)

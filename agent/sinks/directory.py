@@ -1,0 +1,109 @@
+"""The default sink: incidents as files under a directory.
+
+    <path>/<incident id>/incident.json     the latest update (railwatch.incident/v1) plus history
+    <path>/<incident id>/bundle.tar.gz     the diagnostic bundle (copied if built elsewhere)
+
+Each file is written to a temporary name in the same directory and ``os.replace``d, so
+a reader never sees half a file. Directories are 0700, files 0600.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Dict, List, Optional
+
+from agent.clock import Clock
+from agent.incidents.model import IncidentUpdate
+from agent.incidents.store import private_dir
+from agent.sinks.base import DeliveryResult
+
+
+class DirectorySink:
+    kind = "directory"
+    refresh_interval: Optional[float] = None
+
+    def __init__(self, name: str, path: str, clock: Optional[Clock] = None) -> None:
+        self.name = name
+        self.path = path
+        self.clock = clock or Clock()
+
+    def incident_dir(self, incident_id: str) -> str:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in incident_id).lstrip(".") or "_"
+        return os.path.join(self.path, safe)
+
+    def deliver(self, update: IncidentUpdate) -> DeliveryResult:
+        where = self.incident_dir(update.incident.id)
+        try:
+            private_dir(where)
+            target = os.path.join(where, "incident.json")
+            history = _history(target)
+            doc = update.to_dict()
+            history = [h for h in history if h.get("update_id") != update.update_id or not update.update_id]
+            history.append({"update_id": update.update_id, "kind": update.kind, "at": update.at, "severity": update.incident.severity})
+            doc["history"] = history
+            write_private(target, (json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
+            bundle = update.incident.bundle_path
+            dest = os.path.join(where, "bundle.tar.gz")
+            if bundle and os.path.isfile(bundle) and os.path.abspath(bundle) != os.path.abspath(dest):
+                copy_private(bundle, dest)
+        except OSError as exc:
+            # a full or read-only disk may recover; keep the row pending
+            return DeliveryResult.retry(f"cannot write under the sink directory: {exc.strerror or type(exc).__name__}")
+        return DeliveryResult.ok(where)
+
+    def dry_run(self) -> DeliveryResult:
+        try:
+            private_dir(self.path)
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".probe-")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            return DeliveryResult.permanent(f"{self.path}: not writable ({exc.strerror or type(exc).__name__})")
+        return DeliveryResult.ok(f"{self.path} is writable")
+
+
+def _history(path: str) -> List[Dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        history = data.get("history", [])
+        return history if isinstance(history, list) else []
+    except (OSError, ValueError):
+        return []
+
+
+def write_private(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, mode 0600."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def copy_private(src: str, dest: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest) or ".", prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,39 @@
+"""Fixtures for sink tests: real loopback HTTP targets (tests/sinks/targets.py) and findings."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+_NAME = "railwatch_sink_targets"
+
+
+def load_targets():  # type: ignore[no-untyped-def]
+    if _NAME not in sys.modules:
+        spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).resolve().parent / "targets.py")
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[_NAME] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return sys.modules[_NAME]
+
+
+@pytest.fixture
+def targets():  # type: ignore[no-untyped-def]
+    return load_targets()
+
+
+@pytest.fixture
+def target(targets):  # type: ignore[no-untyped-def]
+    """start(kind, secret=None) -> a running Target; all are stopped after the test."""
+    started = []
+
+    def start(kind, secret=None):  # type: ignore[no-untyped-def]
+        t = targets.start_target(kind, secret)
+        started.append(t)
+        return t
+
+    yield start
+    for t in started:
+        t.stop()

@@ -1,0 +1,167 @@
+"""The daemon's commands: ``railwatch run`` and ``railwatch config check|show``.
+
+Registered in agent/cli.py with ``cli.add_command(run)`` and ``cli.add_command(config)``.
+This is the only place of the daemon that reads ``os.environ`` (for the app's ERB
+defaults in database.yml / puma.rb) and the default config path.
+
+Exit status: 0 after a clean stop (SIGTERM/SIGINT) or a valid config; 2 on a bad
+configuration or a setup error (state directory, metrics address in use).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+import click
+
+from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, apply_overrides, effective, parse, read_toml
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def _say(message: str) -> None:
+    click.echo(f"railwatch: {message}", err=True)
+
+
+def _config_from(config_path: Optional[str], app: Optional[str], logs: Tuple[str, ...], state_dir: Optional[str],
+                 metrics_listen: Optional[str] = None, start: Optional[str] = None) -> Tuple[Config, Optional[str]]:
+    """The effective configuration, and the file it came from (None for command-line only)."""
+    path = config_path
+    if path is None and not app and not logs and os.path.exists(DEFAULT_CONFIG_PATH):
+        path = DEFAULT_CONFIG_PATH
+    if path is None and not app and not logs:
+        raise ConfigError([f"no configuration: pass --config FILE (default {DEFAULT_CONFIG_PATH}), --app DIR or --log PATH"])
+    data: Dict[str, Any] = read_toml(path) if path else {}
+    data = apply_overrides(data, app=app, logs=logs, state_dir=state_dir, metrics_listen=metrics_listen, start=start)
+    return parse(data, origin=path or ""), path
+
+
+def _fail(exc: ConfigError) -> None:
+    for line in exc.errors:
+        _say(line)
+    sys.exit(EXIT_USAGE)
+
+
+@click.command("run")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help=f"TOML configuration (default {DEFAULT_CONFIG_PATH} when neither --app nor --log is given).")
+@click.option("--app", "app_dir", type=click.Path(file_okay=False), default=None,
+              help="Rails root (or Capistrano deploy root): discovers log/production.log, log/sidekiq.log and the app's settings.")
+@click.option("--log", "logs", multiple=True, metavar="PATH", help="Follow this log file or glob (repeatable).")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Incident store, tail positions and (without configured sinks) incidents/ (default /var/lib/railwatch).")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT", help="Serve /metrics and /healthz here (default 127.0.0.1:9394; off to disable).")
+@click.option("--start", type=click.Choice(["end", "beginning"]), default=None,
+              help="Where a log never seen before starts (default end; a saved position always wins).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True,
+              help="Level of railwatch's own logs (stderr, logfmt).")
+@click.option("--debug-counters", type=click.Path(dir_okay=False), default=None, hidden=True,
+              help="Write the persisted line/event counts here at each checkpoint (tests, benchmarks).")
+def run(config_path: Optional[str], app_dir: Optional[str], logs: Tuple[str, ...], state_dir: Optional[str],
+        metrics_listen: Optional[str], start: Optional[str], log_level: str, debug_counters: Optional[str]) -> None:
+    """Follow the app's logs and services and open incidents as problems start.
+
+    \b
+    Examples:
+      railwatch run --config /etc/railwatch/railwatch.toml
+      railwatch run --app /srv/app                       # discover the logs
+      railwatch run --log log/production.log --state-dir /tmp/rw
+    Signals: TERM/INT stop cleanly, HUP reloads the configuration.
+    """
+    from agent.daemon import Daemon
+    from agent.daemon_support import setup_logging
+
+    setup_logging(log_level)
+    try:
+        config, path = _config_from(config_path, app_dir, logs, state_dir, metrics_listen, start)
+    except ConfigError as exc:
+        _fail(exc)
+        return
+
+    def reload() -> Config:
+        return _config_from(path, app_dir, logs, state_dir, metrics_listen, start)[0]
+
+    daemon = Daemon(config, environ=dict(os.environ), reload=reload if path else None, counters_path=debug_counters)
+    sys.exit(daemon.run())
+
+
+@click.group("config")
+def config() -> None:
+    """Check or show the daemon's configuration."""
+
+
+@config.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+def check(path: str) -> None:
+    """Validate a configuration file: every problem is listed with its key (exit 2)."""
+    try:
+        cfg = parse(read_toml(path), origin=path)
+    except ConfigError as exc:
+        _fail(exc)
+        return
+    sinks = ", ".join(f"{s.name} ({s.type})" for s in cfg.sinks) or "local (directory)"
+    collectors = [n for n in ("psutil", "puma", "sidekiq", "postgres") if getattr(cfg.collectors, n).enabled]
+    click.echo(f"{path}: OK: {len(cfg.sources)} source(s), detectors {', '.join(cfg.enabled_detectors)}, sinks {sinks}, "
+               f"collectors {', '.join(collectors) or 'none'}")
+
+
+@config.command("show")
+@click.argument("path", type=click.Path(dir_okay=False), required=False)
+@click.option("--app", "app_dir", type=click.Path(file_okay=False), default=None, help="As for run.")
+@click.option("--log", "logs", multiple=True, metavar="PATH", help="As for run.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="As for run.")
+def show(path: Optional[str], app_dir: Optional[str], logs: Tuple[str, ...], state_dir: Optional[str]) -> None:
+    """Print the effective configuration (defaults filled in, logs discovered, secrets masked)."""
+    try:
+        cfg, _ = _config_from(path, app_dir, logs, state_dir)
+    except ConfigError as exc:
+        _fail(exc)
+        return
+    click.echo(to_toml(effective(cfg)), nl=False)
+
+
+def to_toml(data: Dict[str, Any]) -> str:
+    """TOML for the plain tables ``effective`` returns (strings, numbers, lists, tables)."""
+    lines: List[str] = []
+    _emit(data, [], lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _emit(table: Dict[str, Any], path: List[str], lines: List[str]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and not _table_list(v)}
+    if path and (scalars or not table):
+        lines.append("")
+        lines.append(f"[{'.'.join(_key(p) for p in path)}]")
+    for key, value in scalars.items():
+        lines.append(f"{_key(key)} = {_value(value)}")
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _emit(value, path + [key], lines)
+        elif _table_list(value):
+            for item in value:
+                lines.append("")
+                lines.append(f"[[{'.'.join(_key(p) for p in path + [key])}]]")
+                for k, v in item.items():
+                    lines.append(f"{_key(k)} = {_value(v)}")
+
+
+def _table_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _value(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if value is None:
+        return '""'
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'

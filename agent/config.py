@@ -1,0 +1,412 @@
+"""The daemon's configuration: one TOML file, parsed once into frozen dataclasses.
+
+    [app]            root = "/srv/app"  env = "production"
+    [[sources]]      path = "log/production.log" (or a glob), format = "rails", start = "end"
+    [tail]           start = "end" | "beginning", poll_interval_s, watch (inotify)
+    [detectors.<n>]  enabled = true, plus that detector's Settings fields
+    [sinks.<n>]      type = "directory" | "webhook" | "pagerduty" | "alertmanager" | "slack", options
+    [incidents]      the incident lifecycle (quiet_period, cooldown, rate_limit…)
+    [metrics]        listen = "127.0.0.1:9394" ("off" to disable)
+    [collectors.psutil|puma|sidekiq|postgres]
+    [limits]         max_line, read_budget_bytes, metric_queue, checkpoint_interval_s…
+    [state]          dir = "/var/lib/railwatch"
+
+``parse`` reports every problem at once, each with the key's dotted path
+(``collectors.puma.interval_s: expected a number > 0``), as a ``ConfigError``. Nothing
+here reads the environment: the CLI passes what it needs. Relative paths are taken
+from ``app.root`` (sources) or the config file's directory (state).
+
+With ``app.root`` set and no ``[[sources]]``, the logs are discovered (``discover``):
+``log/<env>.log`` and ``log/sidekiq.log``, Capistrano's ``shared/log`` included, and
+Puma's control app from ``config/puma.rb`` (``activate_control_app``).
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 servers
+    import tomli as tomllib
+
+from agent.config_values import (
+    at_least, has, http_url, listen_problem, mask, one_of, ports, positive, regex, scheme, split_listen, suggest, table,
+)
+from agent.incidents.lifecycle import LifecycleSettings
+from agent.parsers import BY_NAME
+from detectors import REGISTRY
+from detectors.base import Settings
+
+DEFAULT_CONFIG_PATH = "/etc/railwatch/railwatch.toml"
+DEFAULT_STATE_DIR = "/var/lib/railwatch"
+STARTS = ("end", "beginning")
+
+
+class ConfigError(ValueError):
+    """Every problem found in a configuration, one line each."""
+
+    def __init__(self, errors: List[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    root: str = ""  # the Rails root (or Capistrano deploy root)
+    env: str = "production"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    path: str  # a file or a glob
+    format: str = ""  # "" sniffs the format per file
+    start: str = ""  # "" takes [tail] start
+
+
+@dataclass(frozen=True)
+class TailConfig:
+    start: str = "end"  # where a file seen for the first time starts (a checkpoint wins)
+    poll_interval_s: float = 0.25  # files are checked this often even without inotify events
+    watch: bool = True  # wake on inotify events (watchdog); off = polling only
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    name: str
+    type: str
+    options: Tuple[Tuple[str, Any], ...] = ()
+
+    def table(self) -> Dict[str, Any]:
+        return dict(self.options, type=self.type)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str = "127.0.0.1:9394"  # "off" disables /metrics and /healthz
+
+    @property
+    def address(self) -> Optional[Tuple[str, int]]:
+        return None if self.listen == "off" else split_listen(self.listen)
+
+
+@dataclass(frozen=True)
+class PsutilConfig:
+    enabled: bool = True
+    interval_s: float = 10.0
+    puma_match: str = r"(?:^|[\s/])puma(?:[\s:]|$)"  # "puma 6.4.2 (tcp://…) [app]", "puma: cluster worker 0: …"
+    sidekiq_match: str = r"(?:^|[\s/])sidekiq(?:[\s:]|$)"  # "sidekiq 7.2.0 app [0 of 5 busy]"
+    db_ports: Tuple[int, ...] = (5432, 6432, 3306)
+    redis_ports: Tuple[int, ...] = (6379,)
+
+
+@dataclass(frozen=True)
+class PumaConfig:
+    enabled: bool = False
+    url: str = "http://127.0.0.1:9293"  # the control app (activate_control_app / --control-url)
+    token: str = ""
+    interval_s: float = 5.0
+    timeout_s: float = 2.0
+
+
+@dataclass(frozen=True)
+class SidekiqConfig:
+    enabled: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: str = ""  # redis-namespace prefix (Sidekiq <= 6)
+    interval_s: float = 10.0
+    timeout_s: float = 2.0
+    max_queues: int = 100
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    enabled: bool = False
+    dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    interval_s: float = 15.0
+    timeout_s: float = 5.0
+    statements: bool = True  # pg_stat_statements call deltas, when the extension is there
+    top_statements: int = 20
+
+
+@dataclass(frozen=True)
+class CollectorsConfig:
+    psutil: PsutilConfig = PsutilConfig()
+    puma: PumaConfig = PumaConfig()
+    sidekiq: SidekiqConfig = SidekiqConfig()
+    postgres: PostgresConfig = PostgresConfig()
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_line: int = 64 * 1024  # longer lines are cut
+    read_budget_bytes: int = 4 << 20  # read per loop turn: a burst falls behind (lag) instead of piling up
+    metric_queue: int = 10_000  # collector samples waiting for the loop; beyond, samples are dropped
+    checkpoint_interval_s: float = 2.0  # at most this much is re-read after a SIGKILL
+    flush_interval_s: float = 0.5  # detectors are asked for findings this often
+    stall_after_s: float = 120.0  # /healthz fails when a source is behind and unread this long
+    outbox_stuck_after_s: float = 900.0  # …or an undelivered update is this old
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    dir: str = DEFAULT_STATE_DIR
+
+
+@dataclass(frozen=True)
+class Config:
+    app: AppConfig = AppConfig()
+    sources: Tuple[SourceConfig, ...] = ()
+    tail: TailConfig = TailConfig()
+    detectors: Mapping[str, Settings] = field(default_factory=dict)  # configured settings by detector
+    disabled_detectors: Tuple[str, ...] = ()
+    sinks: Tuple[SinkConfig, ...] = ()
+    incidents: LifecycleSettings = LifecycleSettings()
+    metrics: MetricsConfig = MetricsConfig()
+    collectors: CollectorsConfig = CollectorsConfig()
+    limits: LimitsConfig = LimitsConfig()
+    state: StateConfig = StateConfig()
+    origin: str = ""  # the file read, "" for a command-line-only configuration
+
+    @property
+    def enabled_detectors(self) -> List[str]:
+        return [n for n in REGISTRY if n not in self.disabled_detectors]
+
+    def sinks_table(self) -> Dict[str, Dict[str, Any]]:
+        return {s.name: s.table() for s in self.sinks}
+
+
+# ----------------------------------------------------------------------------- reading
+
+def read_toml(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: no such file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read ({exc.strerror or exc})"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
+
+
+def load(path: str) -> Config:
+    return parse(read_toml(path), origin=path)
+
+
+def parse(data: Mapping[str, Any], origin: str = "") -> Config:
+    """Validate a whole configuration; raises ConfigError listing every problem."""
+    errors: List[str] = []
+    base = os.path.dirname(os.path.abspath(origin)) if origin else os.getcwd()
+    known = {"app", "sources", "tail", "detectors", "sinks", "incidents", "metrics", "collectors", "limits", "state"}
+    for key in data:
+        if key not in known:
+            errors.append(f"{key}: unknown section{suggest(key, known)}")
+    app = table(AppConfig, data.get("app"), "app", errors)
+    if app.root:
+        app = AppConfig(root=os.path.abspath(os.path.join(base, app.root)), env=app.env)
+    tail = table(TailConfig, data.get("tail"), "tail", errors, {"start": one_of(STARTS), "poll_interval_s": positive})
+    sources = _sources(data.get("sources"), app, base, errors)
+    detectors, disabled = _detectors(data.get("detectors"), errors)
+    metrics = table(MetricsConfig, data.get("metrics"), "metrics", errors, {"listen": listen_problem})
+    collectors = _collectors(data.get("collectors"), errors)
+    limits = table(LimitsConfig, data.get("limits"), "limits", errors, {
+        "max_line": at_least(256), "read_budget_bytes": at_least(64 * 1024), "metric_queue": at_least(10),
+        "checkpoint_interval_s": positive, "flush_interval_s": positive, "stall_after_s": positive,
+        "outbox_stuck_after_s": positive,
+    })
+    state = table(StateConfig, data.get("state"), "state", errors)
+    state = StateConfig(dir=os.path.abspath(os.path.join(base, state.dir)))
+    incidents = table(LifecycleSettings, data.get("incidents"), "incidents", errors)
+    sinks = _sinks(data.get("sinks"), state.dir, errors)
+    if app.root and not sources:
+        found, _notes = discover(app.root, app.env)
+        sources = tuple(SourceConfig(p) for p in found)
+        puma = discover_puma_control(app.root)
+        if puma is not None and not has(data, "collectors", "puma"):
+            collectors = CollectorsConfig(collectors.psutil, PumaConfig(True, puma[0], puma[1]), collectors.sidekiq, collectors.postgres)
+    if not sources:
+        errors.append("sources: no log to follow (add [[sources]] path = …, or set app.root, or pass --log/--app)")
+    if errors:
+        raise ConfigError(errors)
+    return Config(app, sources, tail, detectors, disabled, sinks, incidents, metrics, collectors, limits, state, origin)
+
+
+def apply_overrides(
+    data: Mapping[str, Any], app: Optional[str] = None, logs: Tuple[str, ...] = (), state_dir: Optional[str] = None,
+    metrics_listen: Optional[str] = None, start: Optional[str] = None,
+) -> Dict[str, Any]:
+    """The file's tables with the command line's options laid over them."""
+    out: Dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    if app is not None:
+        out.setdefault("app", {})["root"] = os.path.abspath(app)
+    if logs:
+        out["sources"] = list(out.get("sources") or []) + [{"path": os.path.abspath(p)} for p in logs]
+    if state_dir is not None:
+        out.setdefault("state", {})["dir"] = os.path.abspath(state_dir)
+    if metrics_listen is not None:
+        out.setdefault("metrics", {})["listen"] = metrics_listen
+    if start is not None:
+        out.setdefault("tail", {})["start"] = start
+    return out
+
+
+# ----------------------------------------------------------------------------- sections
+
+def _sources(raw: Any, app: AppConfig, base: str, errors: List[str]) -> Tuple[SourceConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        errors.append("sources: expected an array of tables ([[sources]])")
+        return ()
+    out = []
+    for i, item in enumerate(raw):
+        where = f"sources[{i}]"
+        if not isinstance(item, dict):
+            errors.append(f"{where}: expected a table")
+            continue
+        src = table(SourceConfig, item, where, errors, {"start": one_of(("",) + STARTS), "format": one_of(("",) + tuple(BY_NAME))},
+                     required=("path",))
+        if src is not None and src.path:
+            root = app.root or base
+            out.append(SourceConfig(os.path.abspath(os.path.join(root, src.path)), src.format, src.start))
+    return tuple(out)
+
+
+def _detectors(raw: Any, errors: List[str]) -> Tuple[Dict[str, Settings], Tuple[str, ...]]:
+    settings: Dict[str, Settings] = {}
+    disabled: List[str] = []
+    if raw is None:
+        return settings, ()
+    if not isinstance(raw, dict):
+        errors.append("detectors: expected a table of [detectors.<name>] tables")
+        return settings, ()
+    for name, table in raw.items():
+        where = f"detectors.{name}"
+        if name not in REGISTRY:
+            errors.append(f"{where}: unknown detector{suggest(name, REGISTRY)}; choose from: {', '.join(REGISTRY)}")
+            continue
+        if not isinstance(table, dict):
+            errors.append(f"{where}: expected a table")
+            continue
+        values = dict(table)
+        enabled = values.pop("enabled", True)
+        if not isinstance(enabled, bool):
+            errors.append(f"{where}.enabled: expected true or false, got {enabled!r}")
+        elif not enabled:
+            disabled.append(name)
+        try:
+            settings[name] = REGISTRY[name].settings_type.from_mapping(values, path=where + ".")
+        except (ValueError, TypeError) as exc:
+            errors.extend(m.strip() for m in str(exc).split("; ") if m.strip())
+    return settings, tuple(disabled)
+
+
+def _sinks(raw: Any, state_dir: str, errors: List[str]) -> Tuple[SinkConfig, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict):
+        errors.append("sinks: expected a table of [sinks.<name>] tables")
+        return ()
+    from agent.sinks import sinks_from_config
+
+    try:
+        sinks_from_config(raw, state_dir)  # validation only: the daemon builds its own
+    except ValueError as exc:
+        errors.extend(m.strip() for m in re.split(r"; (?=sinks\.)", str(exc)) if m.strip())
+    out = []
+    for name, table in raw.items():
+        if isinstance(table, dict):
+            kind = str(table.get("type", table.get("kind", "")))
+            options = tuple(sorted((k, v) for k, v in table.items() if k not in ("type", "kind")))
+            out.append(SinkConfig(name, kind, options))
+    return tuple(out)
+
+
+def _collectors(raw: Any, errors: List[str]) -> CollectorsConfig:
+    if raw is None:
+        return CollectorsConfig()
+    if not isinstance(raw, dict):
+        errors.append("collectors: expected a table")
+        return CollectorsConfig()
+    for key in raw:
+        if key not in ("psutil", "puma", "sidekiq", "postgres"):
+            errors.append(f"collectors.{key}: unknown collector{suggest(key, ('psutil', 'puma', 'sidekiq', 'postgres'))}")
+    common = {"interval_s": positive, "timeout_s": positive}
+    return CollectorsConfig(
+        psutil=table(PsutilConfig, raw.get("psutil"), "collectors.psutil", errors, dict(
+            common, puma_match=regex, sidekiq_match=regex, db_ports=ports, redis_ports=ports)),
+        puma=table(PumaConfig, raw.get("puma"), "collectors.puma", errors, dict(common, url=http_url)),
+        sidekiq=table(SidekiqConfig, raw.get("sidekiq"), "collectors.sidekiq", errors, dict(
+            common, max_queues=at_least(1), redis_url=scheme("redis://", "rediss://", "unix://"))),
+        postgres=table(PostgresConfig, raw.get("postgres"), "collectors.postgres", errors, dict(
+            common, top_statements=at_least(1))),
+    )
+
+
+# ----------------------------------------------------------------------------- discovery
+
+def app_dirs(root: str) -> List[str]:
+    """The app's own directory: ``root``, or ``root/current`` in a Capistrano layout."""
+    current = os.path.join(root, "current")
+    return [current] if os.path.isdir(os.path.join(current, "config")) or os.path.isdir(os.path.join(current, "log")) else [root]
+
+
+def discover(root: str, env: str = "production") -> Tuple[List[str], List[str]]:
+    """Log files of a Rails root (Capistrano's ``shared/log`` included); (paths, notes)."""
+    log_dirs = [os.path.join(root, "shared", "log")] + [os.path.join(d, "log") for d in app_dirs(root)]
+    seen, dirs = set(), []
+    for d in log_dirs:
+        if os.path.isdir(d) and os.path.realpath(d) not in seen:
+            seen.add(os.path.realpath(d))
+            dirs.append(d)
+    paths: List[str] = []
+    notes: List[str] = []
+    for name in (f"{env}.log", "sidekiq.log"):
+        found = [os.path.join(d, name) for d in dirs if os.path.isfile(os.path.join(d, name))]
+        if found:
+            paths.append(found[0])
+        elif name == f"{env}.log":
+            where = os.path.join(dirs[0] if dirs else os.path.join(app_dirs(root)[0], "log"), name)
+            paths.append(where)  # followed once it appears
+            notes.append(f"{where}: not there yet; it will be read once it appears")
+    return paths, notes
+
+
+_CONTROL = re.compile(
+    r"""^\s*activate_control_app\s*\(?\s*["'](?P<url>[^"']+)["'](?:\s*,\s*\{?\s*(?:auth_token:|:auth_token\s*=>)\s*["'](?P<token>[^"']*)["'])?""",
+    re.M,
+)
+
+
+def discover_puma_control(root: str) -> Optional[Tuple[str, str]]:
+    """Puma's control app from config/puma.rb: (http URL, token), when it is a TCP one."""
+    path = os.path.join(app_dirs(root)[0], "config", "puma.rb")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            m = _CONTROL.search(fh.read(200_000))
+    except OSError:
+        return None
+    if m is None or not re.fullmatch(r"tcp://[\w.\-]+:\d+", m.group("url")):
+        return None  # unix sockets need a transport requests lacks; "#{ENV[…]}" ports are unknown here
+    return "http://" + m.group("url")[len("tcp://"):], m.group("token") or ""
+
+
+# ----------------------------------------------------------------------------- showing
+
+def effective(config: Config) -> Dict[str, Any]:
+    """The configuration as plain tables, secrets masked (``railwatch config show``)."""
+    out: Dict[str, Any] = {
+        "app": asdict(config.app), "sources": [asdict(s) for s in config.sources], "tail": asdict(config.tail),
+        "detectors": {n: dict(asdict(config.detectors.get(n) or REGISTRY[n].settings_type()), enabled=n not in config.disabled_detectors)
+                      for n in REGISTRY},
+        "sinks": {s.name: s.table() for s in config.sinks}, "incidents": asdict(config.incidents),
+        "metrics": asdict(config.metrics), "collectors": asdict(config.collectors), "limits": asdict(config.limits),
+        "state": asdict(config.state),
+    }
+    if not config.sinks:
+        out["sinks"] = {"local": {"type": "directory", "path": os.path.join(config.state.dir, "incidents")}}
+    return mask(out, "")

@@ -1,0 +1,384 @@
+"""``railwatch run``: live logs and samples in, incidents out, until told to stop.
+
+    Tailer.poll ──events──▶ Pipeline.feed_batch ──findings──▶ IncidentManager ──▶ store + outbox
+    collector threads ──bounded queue──┘   flush(until) every limits.flush_interval_s      │
+                                                                DeliveryThread ──▶ sinks ◀──┘
+
+One thread owns the pipeline: it reads at most ``limits.read_budget_bytes`` per turn, so a
+burst makes the tail fall behind (``railwatch_tail_lag_*``) instead of growing memory;
+collector samples wait on a bounded queue and are dropped (and counted) when it is full.
+Detectors are flushed on a wall-clock tick with ``until`` = the newest event time plus the
+wall time since it arrived, minus the pipeline's reorder slack, so findings come out within
+a second of the line and windows still close when the log goes quiet. Delivery runs in
+its own thread, so a slow sink never holds up the tail.
+
+Checkpoints (tail offsets and the running counts, in one store transaction) are written
+every ``limits.checkpoint_interval_s``, after the lines' events were fed and the detectors
+flushed: a SIGKILL re-reads at most that interval, quietly (see agent.sources.checkpoint).
+SIGTERM / SIGINT: read what is there, flush, checkpoint, deliver for a few seconds, exit 0.
+SIGHUP: reload the configuration; tail positions are kept, a bad file is refused and logged.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from prometheus_client import CollectorRegistry
+
+from agent.clock import Clock
+from agent.config import Config
+from agent.events import Event, Finding
+from agent.incidents.delivery import Deliverer
+from agent.incidents.lifecycle import IncidentManager
+from agent.incidents.store import IncidentStore, StoreError
+from agent.pipeline import REORDER_SLACK_S, Pipeline
+from agent.selfmetrics import MetricsServer, SelfMetrics
+from agent.sources.collectors import CollectorRunner, build_collectors
+from agent.sources.tail import Tailer, TailSpec
+from agent.daemon_support import CountingSink, DeliveryThread, root_warning, write_json_atomically
+
+log = logging.getLogger("railwatch.daemon")
+
+COUNTERS_KEY = "daemon:counters"
+TICK_S = 1.0  # self-metrics, incident resolution, health bookkeeping
+DRAIN_S = 5.0  # delivery attempts on the way out
+
+
+class Daemon:
+    def __init__(
+        self, config: Config, clock: Optional[Clock] = None, environ: Optional[Dict[str, str]] = None,
+        reload: Optional[Callable[[], Config]] = None, registry: Optional[CollectorRegistry] = None,
+        counters_path: Optional[str] = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.environ = dict(environ or {})
+        self._load_config = reload
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = SelfMetrics(self.registry)
+        self.counters_path = counters_path
+        self.stopping = False
+        self.reload_wanted = False
+        self.events_by_kind: Dict[str, int] = {}
+        self.lines_before = 0  # read by earlier runs, from the last checkpoint
+        self._pending: List[Event] = []
+        self._samples: "queue.Queue[Event]" = queue.Queue(maxsize=config.limits.metric_queue)
+        self._runners: List[CollectorRunner] = []
+        self._stats: List[Any] = []
+        self._detector_key: Any = None
+        self.server: Optional[MetricsServer] = None
+        self.delivery: Optional[DeliveryThread] = None
+
+    # ----------------------------------------------------------------- start
+    def start(self) -> None:
+        """Open the store, build everything, bind the metrics listener; raises on a setup error."""
+        root_warning(log)
+        c = self.config
+        self.store = IncidentStore(c.state.dir, self.clock)
+        saved = self.store.get_checkpoint(COUNTERS_KEY) or {}
+        self.lines_before = int(saved.get("lines", 0))
+        self.events_by_kind = {str(k): int(v) for k, v in (saved.get("events") or {}).items()}
+        self.pipeline = self._build_pipeline(None)
+        self._build_incidents()
+        self.tailer = Tailer(
+            self._specs(c), self.store, self.clock, self._pending.append, max_line=c.limits.max_line,
+            stall_after_s=c.limits.stall_after_s, use_watchdog=c.tail.watch,
+        )
+        self._start_collectors()
+        self._start_server()
+        now = self.clock.monotonic()
+        self._hw, self._hw_at = self.pipeline.high_water, now
+        self._last_turn = self._last_checkpoint = self._next_tick = now
+        self._next_flush = now + c.limits.flush_interval_s
+        log.info("following %d log(s) from %s; incidents to %s", len(self.tailer.logs), ", ".join(sorted(self.tailer.logs)) or "-",
+                 ", ".join(self.sinks) or "-")
+
+    def _specs(self, c: Config) -> List[TailSpec]:
+        return [TailSpec(s.path, s.format or None, s.start or c.tail.start) for s in c.sources]
+
+    def _build_pipeline(self, old: Optional[Pipeline]) -> Pipeline:
+        from agent.appfacts import load_app_facts
+        from agent.scan import build_detectors
+        from detectors.base import AppFacts
+
+        c = self.config
+        facts = load_app_facts(c.app.root, self.environ) if c.app.root else AppFacts()
+        key = (tuple(c.enabled_detectors), tuple(sorted(c.detectors.items())), facts)
+        if old is not None and key == self._detector_key:
+            return old  # unchanged: keep the detectors' windows
+        self._detector_key = key
+        for note in facts.notes:
+            log.info("app: %s", note)
+        pipeline = Pipeline(build_detectors(c.enabled_detectors, facts, dict(c.detectors)), on_error=self._detector_failed)
+        if old is not None:
+            pipeline.high_water = old.high_water
+        return pipeline
+
+    def _detector_failed(self, message: str) -> None:
+        self.metrics.detector_errors.inc()
+        log.error("%s", message)
+
+    def _build_incidents(self) -> None:
+        import requests
+
+        from agent.sinks import sinks_from_config
+
+        c = self.config
+        raw = sinks_from_config(c.sinks_table(), c.state.dir, session=requests.Session(), clock=self.clock)
+        self.sinks = {name: CountingSink(sink, self.metrics) for name, sink in raw.items()}
+        from agent.appfacts import load_app_facts
+        from agent.bundle import BundleBuilder
+        from agent.config import effective
+        from detectors.base import AppFacts
+
+        facts = load_app_facts(c.app.root, self.environ) if c.app.root else AppFacts()
+        # every incident gets its diagnostic bundle; the builder scrubs the config it copies in
+        bundler = BundleBuilder(c.state.dir, self.clock, facts=facts, agent_config=effective(c),
+                                updates=self.store.updates_for)
+        self.manager = IncidentManager(self.store, self.clock, list(self.sinks), settings=c.incidents, bundler=bundler)
+        self.delivery = DeliveryThread(Deliverer(self.store, self.sinks, self.clock), self.store, self.metrics, self.clock)
+        self.delivery.start()
+
+    def _start_collectors(self) -> None:
+        for collector, interval in build_collectors(self.config.collectors, self.clock):
+            runner = CollectorRunner(collector, interval, self._samples, self.clock)  # type: ignore[arg-type]
+            runner.start()
+            self._runners.append(runner)
+
+    def _stop_collectors(self) -> None:
+        for runner in self._runners:
+            runner.stop()
+        for runner in self._runners:
+            runner.join(5.0)
+        self._runners = []
+
+    def _start_server(self) -> None:
+        address = self.config.metrics.address
+        if address is None:
+            return
+        server = MetricsServer(self.registry, self.health, *address)
+        host, port = server.start()  # OSError (address in use) is a setup error
+        self.server = server
+        log.info("metrics on http://%s:%d/metrics, health on /healthz", host, port)
+
+    # ----------------------------------------------------------------- running
+    def run(self) -> int:
+        """Start, loop until SIGTERM/SIGINT, shut down cleanly; the exit status."""
+        try:
+            self.start()
+        except (StoreError, OSError, ValueError) as exc:
+            log.error("cannot start: %s", exc)
+            self._close()
+            return 2
+        self._install_signals()
+        try:
+            while not self.stopping:
+                if self.reload_wanted:
+                    self.reload_wanted = False
+                    self.reload()
+                busy = self.turn()
+                if not busy and not self.stopping and not self.reload_wanted:
+                    wait = min(self.config.tail.poll_interval_s, max(self._next_flush - self.clock.monotonic(), 0.0))
+                    self.tailer.wait(wait)
+        finally:
+            self.shutdown()
+        return 0
+
+    def turn(self) -> bool:
+        """One loop turn; True when there is more to read right away."""
+        c = self.config
+        _, caught_up = self.tailer.poll(c.limits.read_budget_bytes)
+        findings = self._feed_pending()
+        samples = self._drain_samples()
+        if samples:
+            findings.extend(self._feed(samples))
+        now = self.clock.monotonic()
+        self._last_turn = now
+        if now >= self._next_flush:
+            self._next_flush = now + c.limits.flush_interval_s
+            findings.extend(self._flush())
+        self._observe(findings)
+        if now - self._last_checkpoint >= c.limits.checkpoint_interval_s:
+            self.checkpoint()
+        if now >= self._next_tick:
+            self._next_tick = now + TICK_S
+            self._observe_updates(self.manager.tick())
+            self._refresh_metrics()
+        return not caught_up or not self._samples.empty()
+
+    def _feed_pending(self) -> List[Finding]:
+        events, self._pending[:] = list(self._pending), []
+        return self._feed(events) if events else []
+
+    def _feed(self, events: List[Event]) -> List[Finding]:
+        counts = self.events_by_kind
+        for e in events:
+            counts[e.kind] = counts.get(e.kind, 0) + 1
+        findings = self.pipeline.feed_batch(events)
+        if self.pipeline.high_water != self._hw:
+            self._hw, self._hw_at = self.pipeline.high_water, self.clock.monotonic()
+        return findings
+
+    def _drain_samples(self, limit: int = 10_000) -> List[Event]:
+        out: List[Event] = []
+        while len(out) < limit:
+            try:
+                out.append(self._samples.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+    def _flush(self, final: bool = False) -> List[Finding]:
+        if final:
+            return self.pipeline.flush(None)
+        if self._hw is None:
+            return []  # nothing has happened yet: nothing can be complete
+        until = self._hw + (self.clock.monotonic() - self._hw_at) - REORDER_SLACK_S
+        return self.pipeline.flush(until)
+
+    def _observe(self, findings: List[Finding]) -> None:
+        if not findings:
+            return
+        for f in findings:
+            self.metrics.findings.labels(f.detector, f.severity).inc()
+        self._observe_updates(self.manager.observe(findings))
+
+    def _observe_updates(self, updates: List[Any]) -> None:
+        for u in updates:
+            self.metrics.incident_updates.labels(u.incident.detector, u.kind).inc()
+            log.info("incident %s %s: %s", u.incident.id, u.kind, u.incident.title)
+        if updates and self.delivery is not None:
+            self.delivery.wake()
+
+    def checkpoint(self) -> None:
+        """Flush the detectors, then save every tail position with the running counts, atomically."""
+        self._observe(self._flush())
+        values = self.tailer.positions()
+        counters = {"lines": self.lines_before + self.tailer.lines_read(), "events": dict(self.events_by_kind)}
+        values[COUNTERS_KEY] = counters
+        self.store.set_checkpoints(values)
+        self._last_checkpoint = self.clock.monotonic()
+        if self.counters_path:
+            write_json_atomically(self.counters_path, counters)
+
+    def _refresh_metrics(self) -> None:
+        self._stats = self.tailer.stats()
+        m = self.metrics
+        m.sources(self._stats)
+        for kind, n in self.events_by_kind.items():
+            m.advance(m.events, (kind,), n)
+        for r in self._runners:
+            name = r.collector.name
+            m.advance(m.collector_samples, (name,), r.samples)
+            m.advance(m.collector_errors, (name,), r.errors)
+            m.advance(m.collector_dropped, (name,), r.dropped)
+        m.checkpoint_age.set(self.clock.monotonic() - self._last_checkpoint)
+
+    def health(self) -> Tuple[bool, List[str]]:
+        problems: List[str] = []
+        idle = self.clock.monotonic() - self._last_turn
+        if idle > max(30.0, 40 * self.config.tail.poll_interval_s):
+            problems.append(f"main loop has not turned for {idle:.0f} s")
+        for s in self._stats:
+            if s.stalled:
+                problems.append(f"{s.path}: {s.lag_bytes} bytes unread for over {self.config.limits.stall_after_s:.0f} s")
+        age = self.delivery.oldest_age if self.delivery is not None else 0.0
+        if age > self.config.limits.outbox_stuck_after_s:
+            problems.append(f"outbox: an incident update has waited {age:.0f} s for delivery")
+        return not problems, problems
+
+    # ----------------------------------------------------------------- signals, reload, stop
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_stop(self, signum: int, frame: Any) -> None:
+        self.stopping = True
+        self.tailer.waker.event.set()
+
+    def _on_hup(self, signum: int, frame: Any) -> None:
+        self.reload_wanted = True
+        self.tailer.waker.event.set()
+
+    def reload(self) -> None:
+        """Apply a re-read configuration; keeps the tail positions and, if unchanged, the detectors."""
+        if self._load_config is None:
+            log.warning("SIGHUP: no configuration file to reload")
+            return
+        try:
+            new = self._load_config()
+        except ValueError as exc:  # ConfigError: every problem, one per line
+            log.error("SIGHUP: configuration refused, keeping the running one:\n%s", exc)
+            return
+        old, self.config = self.config, new
+        if new.state.dir != old.state.dir:
+            log.warning("SIGHUP: state.dir changes need a restart; still using %s", old.state.dir)
+        self.checkpoint()
+        self.pipeline = self._build_pipeline(self.pipeline)
+        self.tailer.set_specs(self._specs(new))
+        self.tailer.stall_after_s, self.tailer.ctx.max_line = new.limits.stall_after_s, new.limits.max_line
+        self._stop_collectors()
+        self._start_collectors()
+        if self.delivery is not None:
+            self.delivery.stop()
+        self._build_incidents()
+        if new.metrics != old.metrics:
+            if self.server is not None:
+                self.server.stop()
+                self.server = None
+            try:
+                self._start_server()
+            except OSError as exc:
+                log.error("SIGHUP: metrics listener %s: %s", new.metrics.listen, exc)
+        log.info("configuration reloaded: following %d log(s)", len(self.tailer.logs))
+
+    def shutdown(self) -> None:
+        log.info("stopping: draining and saving positions")
+        self._stop_collectors()
+        try:
+            self.tailer.poll(self.config.limits.read_budget_bytes)
+            findings = self._feed_pending() + self._feed(self._drain_samples())
+            findings.extend(self._flush(final=True))
+            self._observe(findings)
+            self.checkpoint()
+        except Exception:  # noqa: BLE001 - whatever happened, still try to deliver and close
+            log.exception("error while draining")
+        if self.delivery is not None:
+            self.delivery.stop()
+            self.delivery.drain(DRAIN_S)
+        self._close()
+        log.info("stopped")
+
+    def _close(self) -> None:
+        self._stop_collectors()
+        if self.delivery is not None and self.delivery.is_alive():
+            self.delivery.stop()
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        tailer = getattr(self, "tailer", None)
+        if tailer is not None:
+            tailer.close()
+        store = getattr(self, "store", None)
+        if store is not None:
+            store.close()
+
+
+def counters_file_value(path: str) -> Dict[str, Any]:
+    """The debug counters a daemon wrote with ``counters_path`` (tests, benchmarks)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return {}
+
+
+__all__ = ["COUNTERS_KEY", "Daemon", "counters_file_value"]

@@ -1,0 +1,160 @@
+"""The agent's own health: Prometheus metrics and ``/healthz`` on one loopback listener.
+
+Nothing is registered at import time: ``SelfMetrics(registry)`` creates every metric on
+the ``CollectorRegistry`` it is given (tests pass a fresh one). Metrics:
+
+    railwatch_lines_read_total{source}          log lines read (a path)
+    railwatch_lines_unparsed_total{source}      lines no parser could use
+    railwatch_lines_truncated_total{source}     lines longer than limits.max_line, cut
+    railwatch_events_total{kind}                events into the detectors (request, sql, metric…)
+    railwatch_findings_total{detector,severity} findings out of the detectors
+    railwatch_incident_updates_total{detector,kind}  open, escalate, resolve, recur, reopen
+    railwatch_open_incidents                    incidents open now
+    railwatch_sink_deliveries_total{sink}       updates a sink accepted
+    railwatch_sink_failures_total{sink,kind}    kind: retry (will try again) | permanent (gave up)
+    railwatch_outbox_depth                      updates not yet delivered
+    railwatch_outbox_oldest_age_seconds         age of the oldest of them
+    railwatch_tail_lag_bytes{source}            written but not yet read
+    railwatch_tail_lag_seconds{source}          how long the source has been behind (0 = caught up)
+    railwatch_tailed_files{source}              open files (current + rotated ones being finished)
+    railwatch_checkpoint_age_seconds            since tail offsets were last saved
+    railwatch_collector_samples_total{collector}, railwatch_collector_errors_total{collector},
+    railwatch_collector_dropped_total{collector}  samples dropped on a full queue
+    railwatch_detector_errors_total             detectors disabled after raising
+
+``/healthz`` answers 200 ``{"ok": true}`` or 503 with the reasons (a stalled source, a
+stuck outbox, a main loop that stopped turning), as decided by the daemon's callable.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Dict, List, Optional, Tuple
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+
+log = logging.getLogger("railwatch.metrics")
+
+Health = Callable[[], Tuple[bool, List[str]]]
+
+
+class SelfMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+        def counter(name: str, doc: str, labels: Tuple[str, ...] = ()) -> Counter:
+            return Counter(name, doc, list(labels), registry=registry)
+
+        def gauge(name: str, doc: str, labels: Tuple[str, ...] = ()) -> Gauge:
+            return Gauge(name, doc, list(labels), registry=registry)
+
+        self.lines_read = counter("railwatch_lines_read", "Log lines read.", ("source",))
+        self.lines_unparsed = counter("railwatch_lines_unparsed", "Log lines no parser could use.", ("source",))
+        self.lines_truncated = counter("railwatch_lines_truncated", "Log lines cut at limits.max_line.", ("source",))
+        self.events = counter("railwatch_events", "Events handed to the detectors.", ("kind",))
+        self.findings = counter("railwatch_findings", "Findings reported by the detectors.", ("detector", "severity"))
+        self.incident_updates = counter("railwatch_incident_updates", "Incident changes queued for the sinks.", ("detector", "kind"))
+        self.open_incidents = gauge("railwatch_open_incidents", "Incidents open now.")
+        self.sink_deliveries = counter("railwatch_sink_deliveries", "Updates a sink accepted.", ("sink",))
+        self.sink_failures = counter("railwatch_sink_failures", "Failed deliveries (retry: will try again; permanent: gave up).", ("sink", "kind"))
+        self.outbox_depth = gauge("railwatch_outbox_depth", "Incident updates not yet delivered.")
+        self.outbox_oldest = gauge("railwatch_outbox_oldest_age_seconds", "Age of the oldest undelivered update.")
+        self.tail_lag_bytes = gauge("railwatch_tail_lag_bytes", "Bytes written to a log and not yet read.", ("source",))
+        self.tail_lag_seconds = gauge("railwatch_tail_lag_seconds", "How long a log has been behind (0 when caught up).", ("source",))
+        self.tailed_files = gauge("railwatch_tailed_files", "Open files of a log (current and rotated ones being finished).", ("source",))
+        self.checkpoint_age = gauge("railwatch_checkpoint_age_seconds", "Seconds since tail offsets were last saved.")
+        self.collector_samples = counter("railwatch_collector_samples", "Metric samples collected.", ("collector",))
+        self.collector_errors = counter("railwatch_collector_errors", "Failed collection attempts.", ("collector",))
+        self.collector_dropped = counter("railwatch_collector_dropped", "Samples dropped on a full queue.", ("collector",))
+        self.detector_errors = counter("railwatch_detector_errors", "Detectors disabled after raising.")
+        self._last: Dict[Tuple[int, Tuple[str, ...]], float] = {}
+        self._sources: Dict[str, None] = {}
+
+    def advance(self, counter: Counter, labels: Tuple[str, ...], total: float) -> None:
+        """Move a counter to a cumulative ``total`` (counts kept elsewhere, e.g. by the tailer)."""
+        key = (id(counter), labels)
+        delta = total - self._last.get(key, 0.0)
+        if delta > 0:
+            (counter.labels(*labels) if labels else counter).inc(delta)
+        self._last[key] = max(total, self._last.get(key, 0.0))
+
+    def sources(self, stats: List) -> None:  # type: ignore[type-arg]
+        """Per-source series from the tailer's ``SourceStats``; series of dropped sources go away."""
+        seen = set()
+        for s in stats:
+            seen.add(s.path)
+            self.advance(self.lines_read, (s.path,), s.lines)
+            self.advance(self.lines_unparsed, (s.path,), s.unparsed)
+            self.advance(self.lines_truncated, (s.path,), s.cut_lines)
+            self.tail_lag_bytes.labels(s.path).set(s.lag_bytes)
+            self.tail_lag_seconds.labels(s.path).set(s.lag_seconds)
+            self.tailed_files.labels(s.path).set(s.files)
+        for path in [p for p in self._sources if p not in seen]:
+            for gauge in (self.tail_lag_bytes, self.tail_lag_seconds, self.tailed_files):
+                try:
+                    gauge.remove(path)
+                except KeyError:
+                    pass
+        self._sources = dict.fromkeys(seen)
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` on one HTTP listener, served from a daemon thread."""
+
+    def __init__(self, registry: CollectorRegistry, health: Health, host: str = "127.0.0.1", port: int = 9394) -> None:
+        self.registry = registry
+        self.health = health
+        self._server: Optional[ThreadingHTTPServer] = None
+        self._thread: Optional[threading.Thread] = None
+        self.host, self.port = host, port
+
+    def start(self) -> Tuple[str, int]:
+        """Bind and serve; raises OSError when the address is taken."""
+        registry, health = self.registry, self.health
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    try:
+                        ok, problems = health()
+                    except Exception as exc:  # noqa: BLE001 - a broken check is itself unhealthy
+                        ok, problems = False, [f"health check failed: {type(exc).__name__}"]
+                    body = json.dumps({"ok": ok, "problems": problems}).encode()
+                    self._send(200 if ok else 503, body, "application/json")
+                else:
+                    self._send(404, b"not found: try /metrics or /healthz\n", "text/plain")
+
+            def _send(self, status: int, body: bytes, content_type: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, fmt: str, *args: object) -> None:
+                log.debug("http %s", fmt % args)
+
+        server_type = _IPv6Server if ":" in self.host else ThreadingHTTPServer
+        server = server_type((self.host, self.port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+        self._thread.start()
+        self.host, self.port = server.server_address[0], server.server_address[1]
+        return self.host, self.port
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6

@@ -1,0 +1,213 @@
+"""The daemon's configuration: every bad key reported by its dotted path, defaults, discovery, masking."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from agent.cli_daemon import config as config_group
+from agent.cli_daemon import to_toml
+from agent.config import ConfigError, apply_overrides, discover, effective, parse
+
+GOOD = """
+[app]
+root = "{root}"
+
+[[sources]]
+path = "log/production.log"
+
+[[sources]]
+path = "/var/log/postgresql/*.log"
+format = "postgres"
+start = "beginning"
+
+[detectors.pool_exhaustion]
+critical_errors = 5
+
+[detectors.n_plus_one]
+enabled = false
+
+[sinks.pager]
+type = "pagerduty"
+routing_key = "0123456789abcdef0123456789abcdef"
+
+[sinks.hook]
+type = "webhook"
+url = "https://hooks.example.com/railwatch/T0K3N?sig=abc"
+secret = "hunter2"
+
+[incidents]
+quiet_period = 600
+quiet_periods = {{ pool_exhaustion = 300 }}
+
+[metrics]
+listen = "0.0.0.0:9500"
+
+[collectors.postgres]
+enabled = true
+dsn = "postgresql://app:s3cretpw@db.internal:5432/app_production"
+
+[collectors.sidekiq]
+enabled = true
+redis_url = "redis://:redispw@cache:6379/0"
+
+[limits]
+checkpoint_interval_s = 1.5
+
+[state]
+dir = "state"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "railwatch.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def errors_of(data) -> list:
+    with pytest.raises(ConfigError) as exc:
+        parse(data)
+    return exc.value.errors
+
+
+def test_a_full_configuration_is_typed_and_paths_are_resolved(tmp_path):
+    root = tmp_path / "app"
+    root.mkdir()
+    path = write(tmp_path, GOOD.format(root=root))
+    result = CliRunner().invoke(config_group, ["check", path])
+    assert result.exit_code == 0, result.output
+    from agent.config import load
+
+    c = load(path)
+    assert c.sources[0].path == str(root / "log" / "production.log")  # relative to app.root
+    assert (c.sources[1].format, c.sources[1].start) == ("postgres", "beginning")
+    assert c.detectors["pool_exhaustion"].critical_errors == 5
+    assert "n_plus_one" not in c.enabled_detectors and "pool_exhaustion" in c.enabled_detectors
+    assert [(s.name, s.type) for s in c.sinks] == [("pager", "pagerduty"), ("hook", "webhook")]
+    assert c.incidents.quiet_for("pool_exhaustion") == 300 and c.incidents.quiet_period == 600
+    assert c.metrics.address == ("0.0.0.0", 9500)
+    assert c.collectors.postgres.enabled and not c.collectors.puma.enabled and c.collectors.psutil.enabled
+    assert c.limits.checkpoint_interval_s == 1.5 and c.limits.max_line == 64 * 1024
+    assert c.state.dir == str(tmp_path / "state")  # relative to the config file
+
+
+def test_every_problem_is_reported_at_once_with_its_dotted_path():
+    errors = errors_of({
+        "app": {"evn": "production"},
+        "sources": [{"path": "/x.log", "format": "nginx", "strat": "end"}, {"format": "rails"}],
+        "detectors": {"pool_exhaustion": {"critical_errors": "many", "bogus": 1}, "nplus1": {}},
+        "sinks": {"pager": {"type": "pagerduty", "routing_key": "short"}, "odd": {"type": "carrier-pigeon"}},
+        "metrics": {"listen": "everywhere"},
+        "collectors": {"puma": {"interval_s": 0, "url": "tcp://127.0.0.1:9293"}, "redis": {}},
+        "limits": {"max_line": 10, "checkpoint_interval_s": "soon"},
+        "tail": {"start": "middle"},
+        "colectors": {},
+    })
+    for expected in (
+        "app.evn: unknown key (did you mean 'env'?)",
+        "sources[0].format: expected one of:",
+        "sources[0].strat: unknown key (did you mean 'start'?)",
+        "sources[1].path: required",
+        "detectors.pool_exhaustion.critical_errors: expected int",
+        "detectors.pool_exhaustion.bogus: unknown setting",
+        "detectors.nplus1: unknown detector",
+        "sinks.pager.routing_key:",
+        "sinks.odd.type: unknown sink type",
+        "metrics.listen: expected HOST:PORT",
+        "collectors.puma.interval_s: expected a number > 0",
+        "collectors.puma.url: expected an http:// or https:// URL",
+        "collectors.redis: unknown collector",
+        "limits.max_line: expected at least 256",
+        "limits.checkpoint_interval_s: expected a number, got 'soon'",
+        "tail.start: expected one of: end, beginning",
+        "colectors: unknown section (did you mean 'collectors'?)",
+    ):
+        assert any(e.startswith(expected) for e in errors), (expected, errors)
+
+
+def test_config_check_exits_2_and_names_each_bad_key(tmp_path):
+    path = write(tmp_path, '[[sources]]\npath = "/x.log"\n[collectors.psutil]\ninterval_s = -1\ndb_ports = [5432, 99999]\n')
+    result = CliRunner().invoke(config_group, ["check", path])
+    assert result.exit_code == 2
+    assert "collectors.psutil.interval_s: expected a number > 0" in result.output
+    assert "collectors.psutil.db_ports: expected port numbers 1-65535" in result.output
+
+
+def test_a_toml_syntax_error_names_the_file(tmp_path):
+    path = write(tmp_path, "[app\nroot = 1\n")
+    result = CliRunner().invoke(config_group, ["check", path])
+    assert result.exit_code == 2 and "not valid TOML" in result.output and path in result.output
+
+
+def test_a_config_without_any_source_is_refused():
+    assert any(e.startswith("sources: no log to follow") for e in errors_of({}))
+
+
+def test_command_line_logs_need_no_file_and_get_the_defaults(tmp_path):
+    c = parse(apply_overrides({}, logs=("log/production.log",), state_dir=str(tmp_path)))
+    assert c.sources[0].path == os.path.abspath("log/production.log")
+    assert c.metrics.listen == "127.0.0.1:9394" and c.tail.start == "end"
+    assert c.state.dir == str(tmp_path) and c.sinks == ()  # the directory sink under state/incidents is the default
+    assert effective(c)["sinks"] == {"local": {"type": "directory", "path": str(tmp_path / "incidents")}}
+
+
+def test_a_rails_root_is_discovered_with_capistranos_shared_log(tmp_path):
+    root = tmp_path / "deploy"
+    release = root / "releases" / "20240501"
+    (root / "shared" / "log").mkdir(parents=True)
+    (release / "config").mkdir(parents=True)
+    (root / "shared" / "log" / "production.log").write_text("")
+    (root / "shared" / "log" / "sidekiq.log").write_text("")
+    os.symlink(root / "shared" / "log", release / "log")
+    os.symlink(release, root / "current")
+    (release / "config" / "puma.rb").write_text(
+        'threads 5, 5\nactivate_control_app "tcp://127.0.0.1:9293", { auth_token: "ctl-token" }\n')
+    c = parse(apply_overrides({}, app=str(root)))
+    assert [s.path for s in c.sources] == [str(root / "shared" / "log" / "production.log"), str(root / "shared" / "log" / "sidekiq.log")]
+    assert c.collectors.puma.enabled and c.collectors.puma.url == "http://127.0.0.1:9293" and c.collectors.puma.token == "ctl-token"
+
+
+def test_a_plain_rails_root_without_logs_yet_waits_for_production_log(tmp_path):
+    (tmp_path / "log").mkdir()
+    paths, notes = discover(str(tmp_path), "staging")
+    assert paths == [str(tmp_path / "log" / "staging.log")] and "not there yet" in notes[0]
+    c = parse(apply_overrides({}, app=str(tmp_path)))
+    assert not c.collectors.puma.enabled  # no control app configured in the app
+
+
+def test_configured_sources_win_over_discovery(tmp_path):
+    (tmp_path / "log").mkdir()
+    (tmp_path / "log" / "production.log").write_text("")
+    c = parse({"app": {"root": str(tmp_path)}, "sources": [{"path": "log/custom.log"}]})
+    assert [s.path for s in c.sources] == [str(tmp_path / "log" / "custom.log")]
+
+
+def test_config_show_prints_the_effective_config_with_secrets_masked(tmp_path):
+    root = tmp_path / "app"
+    root.mkdir()
+    path = write(tmp_path, GOOD.format(root=root))
+    result = CliRunner().invoke(config_group, ["show", path])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    for secret in ("0123456789abcdef0123456789abcdef", "hunter2", "T0K3N", "sig=abc", "s3cretpw", "redispw"):
+        assert secret not in text, secret
+    assert 'dsn = "postgresql://app:********@db.internal:5432/app_production"' in text
+    assert "[detectors.pool_exhaustion]" in text and "critical_errors = 5" in text
+    assert "[[sources]]" in text and 'listen = "0.0.0.0:9500"' in text
+    import tomllib
+
+    assert tomllib.loads(text)["limits"]["checkpoint_interval_s"] == 1.5  # the output is TOML again
+
+
+def test_to_toml_quotes_keys_that_need_it():
+    assert to_toml({"a": {"b c": 1, "ok": [1, 2], "s": 'x"y'}}) == '[a]\n"b c" = 1\nok = [1, 2]\ns = "x\\"y"\n'
+
+
+def test_a_control_app_whose_port_comes_from_the_environment_is_not_guessed(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "puma.rb").write_text(
+        'if ENV["PUMA_CONTROL_PORT"]\n  activate_control_app "tcp://127.0.0.1:#{ENV["PUMA_CONTROL_PORT"]}", { auth_token: "t" }\nend\n')
+    assert not parse(apply_overrides({}, app=str(tmp_path))).collectors.puma.enabled

@@ -51,9 +51,17 @@ def cli() -> None:
 @click.option("--app", "app_dir", type=click.Path(file_okay=False), default=None,
               help="Rails app root: pool sizes, Puma threads, Sidekiq concurrency and REVISION feed the triage.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report here instead of stdout.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Scan different logs in this many processes (faster on many logs; no correlation across logs).")
+@click.option("--open-incidents", is_flag=True, help="Also open incidents (with bundles) from the findings, through the configured sinks.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None, envvar="RAILWATCH_STATE_DIR",
+              help="Incident store for --open-incidents (default /var/lib/railwatch).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Agent config whose sinks --open-incidents uses (default: the directory sink under the state dir).")
 def scan(
     paths: Tuple[str, ...], fmt: str, detectors: Tuple[str, ...], log_format: Optional[str], since: Optional[float],
-    until_: Optional[float], fail_on: str, app_dir: Optional[str], output: Optional[str],
+    until_: Optional[float], fail_on: str, app_dir: Optional[str], output: Optional[str], jobs: int,
+    open_incidents: bool, state_dir: Optional[str], config_path: Optional[str],
 ) -> None:
     """Scan log files (plain, .gz, .bz2, directories, globs, - for stdin) and report incidents.
 
@@ -80,7 +88,7 @@ def scan(
     try:
         result = run_scan(
             list(paths), detectors=list(detectors) or None, facts=facts, log_format=log_format, since=since,
-            until=until_, on_bytes=progress.advance if progress else None, on_error=_say,
+            until=until_, on_bytes=progress.advance if progress else None, on_error=_say, jobs=jobs,
         )
     except UsageError as exc:
         _say(str(exc))
@@ -91,6 +99,12 @@ def scan(
     finally:
         if progress:
             progress.done()
+    if open_incidents:
+        _open_incidents(result, state_dir or "/var/lib/railwatch", config_path, facts)
+    # secrets never leave the host unscrubbed: reports get scrubbed copies of the findings
+    from agent.scrub import scrub_finding
+
+    result.incidents = [scrub_finding(f)[0] for f in result.incidents]
     if fmt == "json":
         text = render_json(result)
     elif fmt == "markdown":
@@ -106,6 +120,18 @@ def scan(
         _say("nothing could be scanned")
         sys.exit(EXIT_USAGE)
     sys.exit(_exit_status(result.incidents, fail_on))
+
+
+def _open_incidents(result, state_dir: str, config_path: Optional[str], facts) -> None:  # type: ignore[no-untyped-def]
+    from agent.cli_incidents import configured_sinks, load_config, open_incidents_from_scan
+
+    try:
+        sinks = configured_sinks(state_dir, load_config(config_path)) if config_path else None
+        updates = open_incidents_from_scan(result, state_dir, sinks, facts=facts, agent_config=config_path)
+    except (OSError, ValueError) as exc:
+        _say(f"--open-incidents: {exc}")
+        sys.exit(EXIT_USAGE)
+    _say(f"{len(updates)} incident update(s) recorded in {state_dir}")
 
 
 def _exit_status(incidents: List, fail_on: str) -> int:  # type: ignore[type-arg]
@@ -147,6 +173,17 @@ class _Progress:
         if self.enabled and self.shown >= 0:
             sys.stderr.write("\r" + " " * 20 + "\r")
             sys.stderr.flush()
+
+
+def _register_subcommands() -> None:
+    from agent.cli_daemon import config, run
+    from agent.cli_incidents import bundle, incidents, test_incident
+
+    for command in (run, config, incidents, bundle, test_incident):
+        cli.add_command(command)
+
+
+_register_subcommands()
 
 
 def main() -> None:

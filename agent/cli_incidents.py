@@ -38,17 +38,15 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 
 
 def load_config(path: Optional[str]) -> Dict[str, Any]:
+    """The config file as tables (its [sinks.*] are validated by ``configured_sinks``)."""
     if not path:
         return {}
+    from agent.config import ConfigError, read_toml
+
     try:
-        import tomllib  # type: ignore[import-not-found]
-    except ImportError:  # Python < 3.11
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as fh:
-            return dict(tomllib.load(fh))
-    except (OSError, ValueError) as exc:
-        _fail(f"{path}: {exc}")
+        return dict(read_toml(path))
+    except ConfigError as exc:
+        _fail(f"{path}: " + "; ".join(exc.errors))
     return {}
 
 

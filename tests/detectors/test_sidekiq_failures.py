@@ -382,8 +382,8 @@ def test_a_process_replaced_without_bye_vanished_but_a_clean_restart_or_a_siblin
 
 
 def test_retry_set_growth_and_queue_latency_metrics():
-    ms = [Metric(ts=T0 + i * 30, source="poll:sidekiq", name="sidekiq_retry_size", value=10 + i * 150) for i in range(8)]
-    ms += [Metric(ts=T0 + i * 30, source="poll:sidekiq", name="sidekiq_queue_latency_seconds", labels={"queue": "mailers"}, value=v)
+    ms = [Metric(ts=T0 + i * 30, source="poll:sidekiq", name="sidekiq.retry_size", value=10 + i * 150) for i in range(8)]
+    ms += [Metric(ts=T0 + i * 30, source="poll:sidekiq", name="sidekiq.queue_latency_s", labels={"queue": "mailers"}, value=v)
            for i, v in enumerate([2, 400, 3, 700, 720])]
     found = run([], extra=ms)
     severities = {f.subject.get("problem"): f.severity for f in found}
@@ -439,3 +439,24 @@ def test_puma_process_events_are_not_sidekiq_restarts():
     crashes = [Process(ts=T0 + 300 + i, source="puma.log", line=30 + i, raw="! Terminating timed out worker", component="puma",
                        state="worker_timeout", pid=str(1000 + i)) for i in range(5)]
     assert run([], extra=boots + crashes) == []
+
+
+# ----- the detector's parts (state, health signals, triage modules) stay wired and bounded -----------
+
+
+def test_registry_builds_the_detector_with_its_settings_from_the_main_module():
+    from detectors import REGISTRY
+
+    assert REGISTRY["sidekiq_failures"] is SidekiqFailuresDetector
+    assert SidekiqFailuresDetector.settings_type is SidekiqFailuresSettings
+
+
+def test_running_and_process_tables_of_the_health_part_keep_their_cap():
+    log = Log()
+    for i in range(40):  # 40 jobs started on 40 processes, none finishes
+        log.job(float(i), "SlowJob", f"j{i:023x}", pid=100 + i, finish=False)
+    detector = SidekiqFailuresDetector(SidekiqFailuresSettings(max_jobs_tracked=10))
+    for event in log.events():
+        detector.feed(event)
+    assert len(detector.running) == 10 and len(detector.procs) == 10
+    assert [job.jid for job in detector.running.values()][-1] == f"j{39:023x}"  # the newest are kept

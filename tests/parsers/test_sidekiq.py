@@ -16,6 +16,7 @@ from agent.events import Error, Event, Job, Process
 from agent.parsers import sniff
 from agent.parsers.sidekiq import SidekiqParser, split_sk8
 from agent.scan import iter_events
+from agent.timeparse import parse_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 SIDEKIQ = FIXTURES / "sidekiq"
@@ -343,3 +344,89 @@ def test_a_warn_the_app_logs_inside_a_job_is_not_an_error_report():
     parser = SidekiqParser("x.log")
     events = parser.feed("2024-05-01T12:00:01.000Z pid=1 tid=3kq class=ChargeJob jid=abc WARN: Stripe: card declined for order 7", 1)
     assert events == [] and parser.unparsed == 0 and parser.finish() == []
+
+
+# ----- the fast paths read lines exactly as the general ones (agent/parsers/sidekiq_lines.py) ----------
+
+# real lines: the reference app's Sidekiq 6.4 log (fixtures/logs/e2e/info/sidekiq.log) and sidekiq5_failure.log
+SIX_START = "2026-11-26T23:39:15.885Z pid=18600 tid=gp4 class=OkJob jid=f42bffd39ea12a8b4236dd3e INFO: start"
+SIX_DONE = "2026-11-26T23:39:15.899Z pid=18600 tid=gp4 class=OkJob jid=f42bffd39ea12a8b4236dd3e elapsed=0.014 INFO: done"
+FIVE_DONE = "2018-08-07T01:30:05.490Z 17649 TID-1ejco1 UserStatWorker JID-3028571f625acd26e2959ed6 INFO: done: 0.173 sec"
+
+
+def _fields(job: Job) -> tuple:
+    return (job.ts, job.state, job.job_class, job.jid, job.tid, job.pid, job.elapsed_s, job.queue)
+
+
+@pytest.mark.parametrize("line, longer", [
+    (SIX_START, SIX_START.replace(" INFO: start", " bid=b-1 INFO: start")),  # an extra context key (Sidekiq Pro batches)
+    (SIX_DONE, SIX_DONE.replace(" INFO: done", " tags=a INFO: done")),
+    (FIVE_DONE, FIVE_DONE.replace(" INFO: done", " BID-77 INFO: done")),
+])
+def test_start_and_done_lines_give_the_same_job_by_the_whole_line_match_and_the_general_split(line, longer):
+    from agent.parsers.sidekiq_lines import JOB_LINE
+
+    assert JOB_LINE.match(line) and not JOB_LINE.match(longer)  # one each way
+    [fast], [slow] = parse_lines([line]), parse_lines([longer])
+    assert _fields(fast) == _fields(slow)
+    assert fast.job_class in ("OkJob", "UserStatWorker") and fast.ts == parse_iso(line[:24])
+
+
+def test_a_4x_class_that_looks_like_a_level_ends_the_context_there():
+    # the level is the first " LEVEL:" after the thread: here the line says INFO "JID-… INFO: start", no job
+    parser = SidekiqParser("x.log")
+    assert parser.feed("2018-08-07T01:30:05.423Z 17649 TID-1ej1fx INFO: JID-7441d690 INFO: start", 1) == []
+    assert parser.unparsed == 0
+
+
+def test_a_newline_inside_a_start_line_keeps_the_general_reading():
+    # only the JSON formatter writes multi-line records; a text line with one after its message still gives
+    # its start, one with a newline before the level is no Sidekiq line
+    [job] = parse_lines([SIX_START + "\n(continued)"])
+    assert (job.state, job.job_class, job.raw) == ("start", "OkJob", SIX_START + "\n(continued)")
+    parser = SidekiqParser("x.log")
+    assert parser.feed(SIX_START.replace("class=OkJob", "class=Ok\nJob"), 1) == [] and parser.unparsed == 1
+
+
+def test_job_times_equal_parse_iso_across_minute_and_day_rollovers_and_fraction_lengths():
+    stamps = ["2026-11-26T23:59:59.999Z", "2026-11-27T00:00:00.001Z", "2026-11-27T00:00:59Z", "2026-11-27T00:01:00.5Z",
+              "2026-11-27T00:01:00.123456Z", "2024-02-29T12:00:00.000Z", "2016-08-17T08:43:03.200Z"]
+    parser = SidekiqParser("x.log")
+    for n, stamp in enumerate(stamps, 1):
+        [job] = parser.feed(f"{stamp} pid=1 tid=a class=X jid=j{n} INFO: start", n)
+        assert job.ts == parse_iso(stamp), stamp
+    # a date parse_iso rejects takes the last good time, as a line without time would
+    [bad] = parser.feed("2026-13-01T00:00:00.000Z pid=1 tid=a class=X jid=j9 INFO: start", 9)
+    assert bad.ts == parse_iso(stamps[-1])
+
+
+def test_is_frame_reads_what_the_backtrace_pattern_reads():
+    import re
+
+    from agent.parsers.sidekiq_lines import is_frame
+
+    reference = re.compile(r"\s*(?:from )?[^\s:]+:\d+(?::in |$)")  # the pattern is_frame implements
+    real = (SIDEKIQ / "sidekiq5_failure.log").read_text(encoding="utf-8").splitlines()[10:60]  # a trace and lines around it
+    tricky = ["\tfrom /app/x.rb:12:in `m'", "from x.rb:3", "from  x.rb:3", "/a b.rb:1:in `x'", "/x.rb:1:in", "/x.rb:12\n",
+              "/x.rb:12\nmore", "/x\u00a0y.rb:1", "/x\x00y.rb:1", "x.rb::1", ":1", "/x.rb:12:in`m'", "/x.rb:\u0663:in `m'", ""]
+    for text in real + tricky:
+        assert is_frame(text) == bool(reference.match(text)), repr(text)
+    assert sum(is_frame(t) for t in real) == 37  # the 37 unprefixed frames of the real trace, nothing else
+
+
+def test_a_long_backtrace_keeps_twenty_frames_and_sixty_raw_lines():
+    lines = (SIDEKIQ / "sidekiq5_failure.log").read_text(encoding="utf-8").splitlines()
+    head, frames = lines[:14], [l for l in lines[14:] if l.startswith("/")]
+    [fail] = jobs(parse_lines(head + frames + frames), "fail")  # an 80-frame trace
+    assert fail.backtrace == tuple(f.strip() for f in frames[:20])
+    assert fail.raw.count("\n") + 1 == 60
+
+
+def test_jobs_are_built_positionally_with_the_same_fields_as_by_keyword():
+    from dataclasses import asdict
+
+    from agent.parsers.sidekiq import new_job
+
+    assert new_job is Job  # Job's field order still fits the hot path's positional call
+    kw = Job(ts=1.0, source="s", line=2, raw="r", state="done", job_class="C", jid="j", queue="", tid="t", pid="p", elapsed_s=0.5)
+    assert asdict(new_job(1.0, "s", 2, "r", "done", "C", "j", "", "t", "p", 0.5)) == asdict(kw)

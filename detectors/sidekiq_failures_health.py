@@ -1,0 +1,216 @@
+"""Sidekiq health besides job failures: slow and stuck jobs, process exits and restart loops, Redis
+errors and outages, and the retry/dead/latency metrics.
+
+``SidekiqHealthSignals`` is a part of ``SidekiqFailuresDetector`` (see its module for the severity
+rules): it uses the detector's settings ``s``, its problem table (``_problem``, ``_remember``) and its
+``durations`` baseline, and owns the per-process and Redis state set up by ``_init_health``.
+"""
+from __future__ import annotations
+
+import re
+from collections import OrderedDict, deque
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple
+
+from agent.events import Event, Job, Metric, Process
+from agent.timeparse import to_iso
+from detectors.base import DetectorContext
+from detectors.baseline import RollingBaseline
+from detectors.sidekiq_failures_state import ProcessState, Problem
+
+if TYPE_CHECKING:
+    from detectors.sidekiq_failures import SidekiqFailuresSettings
+
+
+class SidekiqHealthSignals:
+    """Long-running jobs, processes, Redis and metrics problems of ``SidekiqFailuresDetector``."""
+
+    # what the detector provides
+    s: "SidekiqFailuresSettings"
+    context: DetectorContext
+    durations: RollingBaseline
+    _problem: Callable[[Tuple[str, ...], Dict[str, str]], Problem]
+    _remember: Callable[..., Any]
+
+    def _init_health(self) -> None:
+        self.running: "OrderedDict[Tuple[str, str, str], Job]" = OrderedDict()
+        self.stuck_reported: "OrderedDict[str, bool]" = OrderedDict()
+        self.procs: "OrderedDict[Tuple[str, str], ProcessState]" = OrderedDict()
+        self.unclean: Deque[float] = deque(maxlen=1000)
+        self.boots: Deque[float] = deque(maxlen=1000)
+        self.last_boot: Dict[str, Tuple[str, float]] = {}
+        self.redis_outage: Optional[float] = None
+        self.metrics: Dict[Tuple[str, str], Deque[Tuple[float, float]]] = {}
+
+    # ----- long-running and stuck jobs ----------------------------------------------------
+    def _long_running(self, cls: str) -> Problem:
+        return self._problem(("long_running", cls), {"job_class": cls, "problem": "long_running"})
+
+    def _threshold(self, cls: str, floor: float, fallback: float) -> float:
+        if self.durations.count(cls) >= self.s.slow_min_samples:
+            return max(floor, self.s.slow_factor * (self.durations.p95(cls) or 0.0))
+        return fallback
+
+    def _check_slow(self, job: Job) -> None:
+        elapsed = job.elapsed_s or 0.0
+        if elapsed < self.s.slow_min_s:
+            return  # the threshold is never below slow_min_s: skip the quantile on the hot path
+        cls = job.job_class
+        limit = min(self._threshold(cls, self.s.slow_min_s, self.s.slow_absolute_s), self.s.slow_absolute_s)
+        if elapsed >= limit:
+            p = self._long_running(cls)
+            p.count += 1
+            p.occur(job.ts or 0.0, job, self.s.max_evidence)
+            p.facts.update(slowest_s=max(elapsed, float(p.facts.get("slowest_s", 0.0))), usual_p95_s=self.durations.p95(cls))  # type: ignore[arg-type]
+            p.raise_to("warning", "slow")
+
+    def _check_stuck(self) -> None:
+        per_proc: Dict[Tuple[str, str], int] = {}
+        for (source, pid, _tid), job in list(self.running.items()):
+            proc = self.procs.get((source, pid))
+            if proc is None or job.ts is None or job.jid in self.stuck_reported:
+                continue
+            age = proc.last_ts - job.ts
+            if age < self._threshold(job.job_class, self.s.stuck_min_s, self.s.stuck_after_s):
+                continue
+            self._remember(self.stuck_reported, job.jid or f"#{id(job)}", True)
+            p = self._long_running(job.job_class)
+            p.count += 1
+            p.occur(job.ts, job, self.s.max_evidence)
+            p.facts.update(stuck_for_s=max(age, float(p.facts.get("stuck_for_s", 0.0))), usual_p95_s=self.durations.p95(job.job_class))  # type: ignore[arg-type]
+            p.raise_to("warning", "stuck")
+            per_proc[(source, pid)] = per_proc.get((source, pid), 0) + 1
+            limit = self.s.stuck_critical_count or self.context.facts.sidekiq_concurrency or 5
+            if per_proc[(source, pid)] >= limit:
+                p.raise_to("critical", "all_threads_stuck")
+
+    # ----- processes and Redis ------------------------------------------------------------
+    def _touch(self, event: Event) -> ProcessState:
+        pid = getattr(event, "pid", "")
+        key = (event.source, pid)
+        proc = self.procs.get(key)
+        if proc is None:
+            proc = ProcessState(pid, event.source)
+            self._remember(self.procs, key, proc)
+        if event.ts is not None and event.ts >= proc.last_ts:
+            proc.last_ts = event.ts
+            proc.last_event = event
+        proc.suspect_since = None  # it is alive
+        return proc
+
+    def _process(self, event: Process) -> None:
+        proc = self._touch(event)
+        state, ts = event.state, event.ts or 0.0
+        if state == "boot":
+            proc.boot, proc.boot_event, proc.stopped, proc.shutting = ts, event, False, False
+            seen = self.last_boot.get(proc.pid)
+            self.last_boot[proc.pid] = (event.source, ts)
+            if len(self.last_boot) > 1000:
+                self.last_boot.pop(next(iter(self.last_boot)))
+            if seen is not None and seen[0] != event.source and abs(ts - seen[1]) < 60:
+                return  # the same start seen in two files (sidekiq.log and the service's stdout)
+            self.boots.append(ts)
+            for other in self.procs.values():
+                if other is not proc and other.source == event.source and not other.stopped and other.suspect_since is None:
+                    other.suspect_since = ts  # did it die? only if it stays silent
+                    other.boot_event = event
+            recent = sum(1 for t in self.boots if ts - self.s.boot_window_s < t <= ts)
+            if recent >= self.s.boot_flap_count:
+                p = self._problem(("restart_loop",), {"component": "sidekiq", "problem": "restart_loop"})
+                p.count += 1
+                p.occur(ts, event, self.s.max_evidence)
+                p.facts["boots_in_window"] = recent
+                p.raise_to("warning", "restart_loop")
+        elif state == "stopped":
+            proc.stopped = True
+            self._drop_running(proc)
+        elif state == "shutdown":
+            proc.shutting = True
+        elif state == "crash":
+            proc.stopped = True
+            self._unclean_exit(proc, ts, event, "crash")
+        elif state in ("redis_error", "redis_online"):
+            self._redis(event, down=state == "redis_error" and "Your Redis network" not in event.message)
+
+    def _drop_running(self, proc: ProcessState) -> List[Job]:
+        lost = [k for k in self.running if k[0] == proc.source and k[1] == proc.pid]
+        return [self.running.pop(k) for k in lost]
+
+    def _unclean_exit(self, proc: ProcessState, ts: float, event: Optional[Event], how: str) -> None:
+        lost = self._drop_running(proc)
+        self.unclean.append(ts)
+        p = self._problem(("unclean_exit",), {"component": "sidekiq", "problem": "unclean_exit"})
+        p.count += 1
+        p.occur(ts, event, self.s.max_evidence)
+        kinds = p.facts.setdefault("exits", [])  # type: ignore[assignment]
+        if len(kinds) < 50:  # type: ignore[arg-type]
+            kinds.append({"pid": proc.pid, "how": how, "at": to_iso(ts), "was_shutting_down": proc.shutting,  # type: ignore[union-attr]
+                          "jobs_in_flight": sorted({j.job_class for j in lost})})
+        recent = sum(1 for t in self.unclean if ts - self.s.crash_window_s < t <= ts)
+        p.facts["unclean_exits_in_window"] = recent
+        p.raise_to("critical" if recent >= self.s.crash_critical_count else "warning", how)
+
+    def _check_vanished(self, now: float) -> None:
+        for proc in list(self.procs.values()):
+            since = proc.suspect_since
+            if since is None or proc.stopped or now - since < self.s.vanish_grace_s:
+                continue
+            proc.stopped = True
+            proc.suspect_since = None
+            self._unclean_exit(proc, proc.last_ts, proc.last_event, "vanished")
+            if proc.boot_event is not None:
+                self._problem(("unclean_exit",), {}).occur(proc.boot_event.ts or now, proc.boot_event, self.s.max_evidence)
+
+    def _redis(self, event: Event, down: bool) -> None:
+        ts = event.ts or 0.0
+        p = self._problem(("redis",), {"component": "redis"})
+        if isinstance(event, Process) and event.state == "redis_online":
+            m = re.search(r"([\d.]+) sec downtime", event.message)
+            downtime = float(m.group(1)) if m else 0.0
+            p.facts["longest_downtime_s"] = max(downtime, float(p.facts.get("longest_downtime_s", 0.0)))  # type: ignore[arg-type]
+            p.occur(ts, event, self.s.max_evidence)
+            if downtime >= self.s.redis_down_critical_s:
+                p.raise_to("critical", "redis_down")
+            self.redis_outage = None
+            return
+        previous = p.last_ts
+        p.count += 1
+        p.occur(ts, event, self.s.max_evidence)
+        if not down:
+            p.raise_to("warning", "redis_slow")
+            return
+        if self.redis_outage is None or previous is None or ts - previous > self.s.window_s:
+            self.redis_outage = ts
+        p.facts["outage_s"] = ts - self.redis_outage
+        p.raise_to("critical" if ts - self.redis_outage >= self.s.redis_down_critical_s else "warning", "redis_error")
+
+    # ----- metrics ------------------------------------------------------------------------
+    def _metric(self, m: Metric) -> None:
+        if m.ts is None or m.name not in ("sidekiq.retry_size", "sidekiq.dead_size", "sidekiq.queue_latency_s"):
+            return
+        queue = m.labels.get("queue", "")
+        series = self.metrics.setdefault((m.name, queue), deque(maxlen=1000))
+        series.append((m.ts, m.value))
+        while series and series[0][0] <= m.ts - self.s.window_s:
+            series.popleft()
+        s = self.s
+        if m.name == "sidekiq.queue_latency_s":
+            if len(series) < 2:
+                return
+            p = self._problem(("latency", queue), {"queue": queue, "problem": "queue_latency"})
+            low = min(v for _, v in list(series)[-2:])  # two samples in a row: one slow poll is not latency
+            sev = "critical" if low >= s.latency_critical_s else "warning" if low >= s.latency_warning_s else None
+            value, signal = low, "queue_latency"
+        else:
+            growth = m.value - min(v for _, v in series)
+            if m.name == "sidekiq.retry_size":
+                sev = "critical" if growth >= s.retry_growth_critical else "warning" if growth >= s.retry_growth_warning else None
+                p, signal = self._problem(("retry_set",), {"problem": "retry_set_growth"}), "retry_set_growth"
+            else:
+                sev = "critical" if growth >= s.dead_burst_min else None
+                p, signal = self._problem(("dead_set",), {"problem": "dead_set_growth"}), "dead_set_growth"
+            value = growth
+        if sev is not None:
+            p.count += 1
+            p.occur(m.ts, m, s.max_evidence)
+            p.facts.update(value=value, metric=m.name)
+            p.raise_to(sev, signal)

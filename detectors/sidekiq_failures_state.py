@@ -1,0 +1,126 @@
+"""Bounded state of the sidekiq_failures detector: one problem (per job class and error), failed jobs
+awaiting recovery, per-class outcome shares, and what is known of each Sidekiq process.
+
+Every container is capped (deque maxlen, key limits, or by the settings its caller applies) so a storm
+cannot grow memory.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import Deque, Dict, List, Optional, Set, Tuple
+
+from agent.events import Event, Evidence, Job, severity_rank
+
+
+def rank(severity: Optional[str]) -> int:
+    return -1 if severity is None else severity_rank(severity)
+
+
+class Problem:
+    """What is known about one problem; ``reported_*`` is what the last finding said."""
+
+    def __init__(self, subject: Dict[str, str]) -> None:
+        self.subject = subject
+        self.first_ts: Optional[float] = None
+        self.last_ts: Optional[float] = None
+        self.times: Deque[Tuple[float, str]] = deque(maxlen=10000)  # unrecovered attempts (ts, jid), or occurrences
+        self.dead: Deque[float] = deque(maxlen=10000)
+        self.count = 0  # occurrences (unrecovered attempts) since the problem opened
+        self.jobs: Set[str] = set()
+        self.recovered = 0
+        self.dead_total = 0
+        self.retry_max: Optional[int] = None
+        self.sample: Optional[Event] = None
+        self.signals: Set[str] = set()
+        self.severity: Optional[str] = None
+        self.reported_count = 0
+        self.reported_severity: Optional[str] = None
+        self.evidence: List[Evidence] = []
+        self.new_reason = ""
+        self.facts: Dict[str, object] = {}
+        self.evaluated_at = float("-inf")
+
+    def occur(self, ts: float, event: Optional[Event], cap: int) -> None:
+        self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+        self.last_ts = ts if self.last_ts is None else max(self.last_ts, ts)
+        if event is not None and len(self.evidence) < cap:
+            self.evidence.append(Evidence.of(event))
+
+    def raise_to(self, severity: Optional[str], signal: str) -> None:
+        if severity is None:
+            return
+        self.signals.add(signal)
+        if rank(severity) > rank(self.severity):
+            self.severity = severity
+
+    def in_window(self, now: float, window: float, keep: float) -> List[Tuple[float, str]]:
+        """Occurrences in (now - window, now]; forgets those older than ``keep`` before now."""
+        for series in (self.times, self.dead):
+            while series and (series[0] if isinstance(series[0], float) else series[0][0]) < now - keep:  # type: ignore[index]
+                series.popleft()
+        return [t for t in self.times if now - window < t[0] <= now]
+
+
+class Outcomes:
+    """Per job class, the failed share of the last ``recent`` outcomes and of the ``baseline`` before them.
+
+    A 0/1 mean needs no quantiles, so this is two running sums instead of ``RecentVsBaseline``'s
+    sorted samples: it is updated on every job, the hottest path of the detector.
+    """
+
+    def __init__(self, max_keys: int, recent: int = 20, baseline: int = 500) -> None:
+        self.max_keys, self.recent_size, self.baseline_size = max_keys, recent, baseline
+        self._keys: "OrderedDict[str, List[object]]" = OrderedDict()  # key -> [recent deque, recent sum, baseline deque, baseline sum]
+
+    def update(self, key: str, failed: bool) -> None:
+        entry = self._keys.get(key)
+        if entry is None:
+            entry = self._keys[key] = [deque(), 0, deque(), 0]
+            if len(self._keys) > self.max_keys:
+                self._keys.popitem(last=False)
+        recent, baseline = entry[0], entry[2]
+        value = 1 if failed else 0
+        recent.append(value)  # type: ignore[union-attr]
+        entry[1] += value  # type: ignore[operator]
+        if len(recent) > self.recent_size:  # type: ignore[arg-type]
+            old = recent.popleft()  # type: ignore[union-attr]
+            entry[1] -= old  # type: ignore[operator]
+            baseline.append(old)  # type: ignore[union-attr]
+            entry[3] += old  # type: ignore[operator]
+            if len(baseline) > self.baseline_size:  # type: ignore[arg-type]
+                entry[3] -= baseline.popleft()  # type: ignore[operator, union-attr]
+
+    def rates(self, key: str) -> Tuple[Optional[float], Optional[float], int]:
+        """(recent failed share, baseline failed share, baseline size)."""
+        entry = self._keys.get(key)
+        if entry is None:
+            return None, None, 0
+        recent, baseline = entry[0], entry[2]
+        r = entry[1] / len(recent) if recent else None  # type: ignore[operator, arg-type]
+        b = entry[3] / len(baseline) if baseline else None  # type: ignore[operator, arg-type]
+        return r, b, len(baseline)  # type: ignore[arg-type]
+
+
+class FailedJob:
+    """A job (jid) with failed attempts, waiting to recover or not."""
+
+    __slots__ = ("key", "attempts", "last_ts")
+
+    def __init__(self, key: Tuple[str, str]) -> None:
+        self.key = key
+        self.attempts: List[Job] = []
+        self.last_ts = 0.0
+
+
+class ProcessState:
+    __slots__ = ("pid", "source", "boot", "last_ts", "last_event", "stopped", "shutting", "suspect_since", "boot_event")
+
+    def __init__(self, pid: str, source: str) -> None:
+        self.pid, self.source = pid, source
+        self.boot: Optional[float] = None
+        self.last_ts = 0.0
+        self.last_event: Optional[Event] = None
+        self.stopped = False
+        self.shutting = False
+        self.suspect_since: Optional[float] = None
+        self.boot_event: Optional[Event] = None

@@ -178,8 +178,9 @@ class _Progress:
 def _register_subcommands() -> None:
     from agent.cli_daemon import config, run
     from agent.cli_incidents import bundle, incidents, test_incident
+    from agent.cli_ops import demo, doctor, init_config
 
-    for command in (run, config, incidents, bundle, test_incident):
+    for command in (run, config, incidents, bundle, test_incident, doctor, demo, init_config):
         cli.add_command(command)
 
 

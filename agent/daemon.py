@@ -36,6 +36,7 @@ from agent.incidents.delivery import Deliverer
 from agent.incidents.lifecycle import IncidentManager
 from agent.incidents.store import IncidentStore, StoreError
 from agent.pipeline import REORDER_SLACK_S, Pipeline
+from agent.sdnotify import Notifier
 from agent.selfmetrics import MetricsServer, SelfMetrics
 from agent.sources.collectors import CollectorRunner, build_collectors
 from agent.sources.tail import Tailer, TailSpec
@@ -72,6 +73,7 @@ class Daemon:
         self._detector_key: Any = None
         self.server: Optional[MetricsServer] = None
         self.delivery: Optional[DeliveryThread] = None
+        self.notifier = Notifier(self.environ)  # systemd Type=notify; a no-op elsewhere
 
     # ----------------------------------------------------------------- start
     def start(self) -> None:
@@ -175,8 +177,10 @@ class Daemon:
             self._close()
             return 2
         self._install_signals()
+        self.notifier.ready(f"following {len(self.tailer.logs)} log(s)")
         try:
             while not self.stopping:
+                self.notifier.watchdog(self.clock.monotonic())
                 if self.reload_wanted:
                     self.reload_wanted = False
                     self.reload()
@@ -313,10 +317,12 @@ class Daemon:
         if self._load_config is None:
             log.warning("SIGHUP: no configuration file to reload")
             return
+        self.notifier.reloading()
         try:
             new = self._load_config()
         except ValueError as exc:  # ConfigError: every problem, one per line
             log.error("SIGHUP: configuration refused, keeping the running one:\n%s", exc)
+            self.notifier.ready()
             return
         old, self.config = self.config, new
         if new.state.dir != old.state.dir:
@@ -339,9 +345,11 @@ class Daemon:
             except OSError as exc:
                 log.error("SIGHUP: metrics listener %s: %s", new.metrics.listen, exc)
         log.info("configuration reloaded: following %d log(s)", len(self.tailer.logs))
+        self.notifier.ready(f"following {len(self.tailer.logs)} log(s)")
 
     def shutdown(self) -> None:
         log.info("stopping: draining and saving positions")
+        self.notifier.stopping()
         self._stop_collectors()
         try:
             self.tailer.poll(self.config.limits.read_budget_bytes)

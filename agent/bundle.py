@@ -29,13 +29,13 @@ import json
 import os
 import socket
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from agent import __version__
 from agent.bundle_parts import evidence_files, render_triage, snapshot_processes
 from agent.clock import Clock
+from agent.fsutil import atomic_private
 from agent.incidents.model import Incident, IncidentUpdate
 from agent.incidents.store import private_dir
 from agent.scrub import Scrubber
@@ -203,28 +203,16 @@ class BundleBuilder:
         private_dir(os.path.dirname(directory))
         top = f"railwatch-{_safe(incident_id)}"
         mtime = int(self.clock.now())
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".bundle-")
-        try:
-            with os.fdopen(fd, "wb") as raw:
-                with tarfile.open(fileobj=raw, mode="w:gz") as tar:
-                    for d in sorted({os.path.dirname(n) for n, _ in files if os.path.dirname(n)}):
-                        info = tarfile.TarInfo(f"{top}/{d}")
-                        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, mtime
-                        tar.addfile(info)
-                    for name, data in files:
-                        info = tarfile.TarInfo(f"{top}/{name}")
-                        info.size, info.mode, info.mtime = len(data), 0o600, mtime
-                        tar.addfile(info, io.BytesIO(data))
-                raw.flush()
-                os.fsync(raw.fileno())
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        with atomic_private(path) as raw:
+            with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+                for d in sorted({os.path.dirname(n) for n, _ in files if os.path.dirname(n)}):
+                    info = tarfile.TarInfo(f"{top}/{d}")
+                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o700, mtime
+                    tar.addfile(info)
+                for name, data in files:
+                    info = tarfile.TarInfo(f"{top}/{name}")
+                    info.size, info.mode, info.mtime = len(data), 0o600, mtime
+                    tar.addfile(info, io.BytesIO(data))
         return path
 
 

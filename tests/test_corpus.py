@@ -7,53 +7,13 @@ Outside CI the test skips when the corpus is absent; in CI it must be there.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
 from agent.scan import scan
+from support import CORPUS, CORPUS_FORMATS as EXPECTED
 
-CORPUS = Path(os.environ.get("RAILWATCH_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
 
-EXPECTED = {
-    "chatwoot/bullet.log": "bullet",
-    "pgbadger/anonymize.log": "postgres",
-    "pgbadger/begin_end.log": "postgres",
-    "pgbadger/cloudsql.log.gz": "postgres",
-    "pgbadger/cnpg.log.gz": "postgres",
-    "pgbadger/light.postgres.log.bz2": "postgres",
-    "pgbadger/logplex.gz": "postgres",
-    "pgbadger/pg-syslog.1.bz2": "postgres",
-    "pgbadger/pg_rawcsv.log": "postgres",
-    "pgbadger/pgbouncer.1.21.log.gz": "pgbouncer",
-    "pgbadger/postgresql_param_range.log": "postgres",
-    "pgbadger/queryid.log.gz": "postgres",
-    "pgbadger/rds.log.bz2": "postgres",
-    "pgbadger/tempfile_only.log.gz": "postgres",
-    "production_log_analyzer/test.syslog.0.14.x.log": "unknown",  # Rails 0.14
-    "production_log_analyzer/test.syslog.1.2.shortname.log": "unknown",  # Rails 1.2
-    "production_log_analyzer/test.syslog.log": "unknown",  # Rails 0.10
-    "rails_log_parser/example.log": "rails",
-    "rails_log_parser/example2.log": "rails",
-    "request-log-analyzer/merb.log": "unknown",
-    "request-log-analyzer/merb_prefixed.log": "unknown",
-    "request-log-analyzer/mysql_slow_query.log": "unknown",
-    "request-log-analyzer/oink_22.log": "unknown",  # Rails 2.2
-    "request-log-analyzer/oink_22_failure.log": "unknown",
-    "request-log-analyzer/postgresql.log": "postgres",
-    "request-log-analyzer/rails3_failure.log": "rails",
-    "request-log-analyzer/rails3_success.log": "rails",
-    "request-log-analyzer/rails_1x.log": "unknown",
-    "request-log-analyzer/rails_22.log": "unknown",
-    "request-log-analyzer/rails_22_cached.log": "unknown",
-    "request-log-analyzer/rails_3_partials.log": "rails",
-    "request-log-analyzer/rails_unordered.log": "unknown",  # Rails 2.x
-    "request-log-analyzer/sinatra.log": "unknown",
-    "request-log-analyzer/syslog_1x.log": "unknown",
-    "select_rails_log/overlapped.log": "rails",
-    "select_rails_log/simple.log": "rails",
-    "sidekiq_log_analyzer/sidekiq.log": "sidekiq",
-}
 
 
 @pytest.fixture(scope="module")

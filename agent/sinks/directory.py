@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from typing import Any, Dict, List, Optional
 
 from agent.clock import Clock
+from agent.fsutil import copy_private, write_private
 from agent.incidents.model import IncidentUpdate
 from agent.incidents.store import private_dir
 from agent.sinks.base import DeliveryResult
@@ -74,36 +74,3 @@ def _history(path: str) -> List[Dict[str, Any]]:
         return []
 
 
-def write_private(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically, mode 0600."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def copy_private(src: str, dest: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest) or ".", prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -13,6 +13,7 @@ from agent.events import Bullet, Finding, Request
 from agent.scan import iter_events, scan
 from detectors.base import AppFacts
 from detectors.n_plus_one import NPlusOneDetector, NPlusOneSettings
+from support import CORPUS, require
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 T0 = 1_714_564_800.0  # 2024-05-01T12:00:00Z
@@ -127,7 +128,7 @@ def test_interleaved_requests_are_attributed_by_request_id(tmp_path):
 
 
 def test_a_rails_0_10_syslog_file_is_not_read_as_rails():
-    result = scan([str(Path("/work/shared/corpus/production_log_analyzer/test.syslog.log"))], detectors=["n_plus_one"])
+    result = scan([str(require(CORPUS / "production_log_analyzer" / "test.syslog.log"))], detectors=["n_plus_one"])
     assert result.incidents == []
 
 
@@ -379,15 +380,14 @@ def test_settings_are_frozen_and_load_from_a_config_table():
         NPlusOneSettings.from_mapping({"min_repeat": 8})
 
 
-# ----- the reference app's logs (tests/fixtures/logs/e2e/<setup>/), once produced ---------
+# ----- the reference app's logs (tests/fixtures/logs/e2e/<setup>/) ---------------------------
 E2E = FIXTURES / "e2e"
 
 
 def _e2e_logs(setup: str) -> List[str]:
     folder = E2E / setup
     logs = sorted(str(p) for p in folder.glob("*.log")) if folder.is_dir() else []
-    if not logs:
-        pytest.skip(f"no e2e logs for the {setup} set-up yet")
+    assert logs, f"no e2e logs for the {setup} set-up in {folder}"
     return logs
 
 
@@ -431,8 +431,7 @@ def test_e2e_production_logs_never_blame_the_fixed_twin_nor_page(setup):
 
 def test_e2e_info_log_bullet_warnings_name_posts_author():
     logs = _e2e_logs("info")
-    if not any(e.kind == "bullet" for path in logs for e in iter_events(path)):
-        pytest.skip("the Rails parser does not emit Bullet events from Rails-logged Bullet blocks yet")
+    assert any(e.kind == "bullet" for path in logs for e in iter_events(path))
     result = scan(logs, detectors=["n_plus_one"])
     f = only([f for f in result.incidents if f.subject.get("association") == "Post => [:author]"])
     assert f.subject["endpoint"] == "PostsController#index"

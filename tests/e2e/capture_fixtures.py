@@ -11,7 +11,6 @@ Standard library only (driver.py needs requests). Python 3.9 compatible.
 """
 
 import argparse
-import datetime as _dt
 import json
 import os
 import re

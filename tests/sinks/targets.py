@@ -5,7 +5,7 @@ shared/reference/agent-anchors.md §3) and answers as the target does: PagerDuty
 400 "invalid event", Slack 200 "ok" / 400 "invalid_blocks", Alertmanager 200 / 400.
 Schema violations are kept in ``target.violations`` so tests can assert there are none.
 
-Loaded by the conftest files in tests/sinks and tests/incidents (not a test module).
+Loaded by tests/conftest.py for the sink and incident tests (not a test module).
 """
 from __future__ import annotations
 

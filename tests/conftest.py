@@ -1,4 +1,4 @@
-"""Fixtures for incident tests: real loopback HTTP targets (tests/sinks/targets.py) and findings."""
+"""Shared fixtures: real loopback HTTP targets (tests/sinks/targets.py) for the sink and incident tests."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,7 +12,7 @@ _NAME = "railwatch_sink_targets"
 
 def load_targets():  # type: ignore[no-untyped-def]
     if _NAME not in sys.modules:
-        spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).resolve().parent.parent / "sinks" / "targets.py")
+        spec = importlib.util.spec_from_file_location(_NAME, Path(__file__).resolve().parent / "sinks" / "targets.py")
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
         sys.modules[_NAME] = module
         spec.loader.exec_module(module)  # type: ignore[union-attr]

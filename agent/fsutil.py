@@ -1,0 +1,39 @@
+"""Private, atomic file writes: what railwatch puts on disk is whole or absent, and 0600.
+
+A reader (a sink, an operator, `railwatch bundle`) never sees half a file, and a crash
+mid-write leaves only a temp file that the next write replaces.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import BinaryIO, Iterator
+
+
+@contextlib.contextmanager
+def atomic_private(path: str) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes ``path`` (mode 0600) only if the block succeeds."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_private(path: str, data: bytes) -> None:
+    with atomic_private(path) as fh:
+        fh.write(data)
+
+
+def copy_private(src: str, dest: str) -> None:
+    with atomic_private(dest) as out, open(src, "rb") as inp:
+        shutil.copyfileobj(inp, out)

@@ -1,0 +1,76 @@
+"""Helpers shared by the tests (tests/ is on pytest's pythonpath; this is not a test module)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, List
+
+import pytest
+
+from agent.events import Event
+from agent.parsers.base import Parser
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "logs"
+# The shared corpus lives beside the repository (as in CI), unless RAILWATCH_CORPUS says otherwise.
+CORPUS = Path(os.environ.get("RAILWATCH_CORPUS") or REPO.parent / "shared" / "corpus")
+
+
+def require(path: Path) -> Path:
+    """A data file a test needs: skip with one line locally when absent, fail in CI."""
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"missing test data: {path}")
+        pytest.skip(f"test data not found: {path}")
+    return path
+
+
+def feed_lines(parser: Parser, lines: Iterable[str]) -> List[Event]:
+    """Every event a parser makes of these lines, including what it holds at the end."""
+    out: List[Event] = []
+    for n, line in enumerate(lines, 1):
+        out.extend(parser.feed(line, n))
+    out.extend(parser.finish())
+    return out
+
+
+#: the format every file of the shared corpus must be recognised as ("unknown": reported, skipped)
+CORPUS_FORMATS = {
+    "chatwoot/bullet.log": "bullet",
+    "pgbadger/anonymize.log": "postgres",
+    "pgbadger/begin_end.log": "postgres",
+    "pgbadger/cloudsql.log.gz": "postgres",
+    "pgbadger/cnpg.log.gz": "postgres",
+    "pgbadger/light.postgres.log.bz2": "postgres",
+    "pgbadger/logplex.gz": "postgres",
+    "pgbadger/pg-syslog.1.bz2": "postgres",
+    "pgbadger/pg_rawcsv.log": "postgres",
+    "pgbadger/pgbouncer.1.21.log.gz": "pgbouncer",
+    "pgbadger/postgresql_param_range.log": "postgres",
+    "pgbadger/queryid.log.gz": "postgres",
+    "pgbadger/rds.log.bz2": "postgres",
+    "pgbadger/tempfile_only.log.gz": "postgres",
+    "production_log_analyzer/test.syslog.0.14.x.log": "unknown",  # Rails 0.14
+    "production_log_analyzer/test.syslog.1.2.shortname.log": "unknown",  # Rails 1.2
+    "production_log_analyzer/test.syslog.log": "unknown",  # Rails 0.10
+    "rails_log_parser/example.log": "rails",
+    "rails_log_parser/example2.log": "rails",
+    "request-log-analyzer/merb.log": "unknown",
+    "request-log-analyzer/merb_prefixed.log": "unknown",
+    "request-log-analyzer/mysql_slow_query.log": "unknown",
+    "request-log-analyzer/oink_22.log": "unknown",  # Rails 2.2
+    "request-log-analyzer/oink_22_failure.log": "unknown",
+    "request-log-analyzer/postgresql.log": "postgres",
+    "request-log-analyzer/rails3_failure.log": "rails",
+    "request-log-analyzer/rails3_success.log": "rails",
+    "request-log-analyzer/rails_1x.log": "unknown",
+    "request-log-analyzer/rails_22.log": "unknown",
+    "request-log-analyzer/rails_22_cached.log": "unknown",
+    "request-log-analyzer/rails_3_partials.log": "rails",
+    "request-log-analyzer/rails_unordered.log": "unknown",  # Rails 2.x
+    "request-log-analyzer/sinatra.log": "unknown",
+    "request-log-analyzer/syslog_1x.log": "unknown",
+    "select_rails_log/overlapped.log": "rails",
+    "select_rails_log/simple.log": "rails",
+    "sidekiq_log_analyzer/sidekiq.log": "sidekiq",
+}

@@ -120,6 +120,10 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
         self.known_errors: "OrderedDict[Tuple[str, str], float]" = OrderedDict()  # (class, error) -> first seen
         self.new_keys: "OrderedDict[Tuple[str, str], str]" = OrderedDict()  # why a key counted as new when first seen
         self.last_done: Dict[str, float] = {}
+        # when the logs last showed a failed attempt / a dead job: set-size metrics are then an
+        # echo of what the per-class incidents already say, not news worth a page of their own
+        self.log_fail_at: Optional[float] = None
+        self.log_dead_at: Optional[float] = None
         self.durations = RollingBaseline(max_keys=s.max_problems, max_samples=200)
         self.outcomes = Outcomes(s.max_problems, s.spike_recent_jobs, s.spike_baseline_jobs)
         self.deploys = DeployMarkers(self.context.facts, max_keys=s.max_jobs_tracked)
@@ -194,6 +198,7 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
             self.durations.update(cls, job.elapsed_s, job.ts)
 
     def _fail(self, job: Job) -> None:
+        self.log_fail_at = job.ts or self.log_fail_at
         self.running.pop((job.source, job.pid, job.tid), None)
         if job.error_class == "Sidekiq::Shutdown":  # killed by a deploy/restart and pushed back: not a failure
             p = self._long_running(job.job_class)
@@ -235,6 +240,7 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
         pending.last_ts = job.ts or pending.last_ts
 
     def _dead(self, job: Job) -> None:
+        self.log_dead_at = job.ts or self.log_dead_at
         pending = self.failed.pop(job.jid, None)
         if pending is None:
             known = self.settled.get(job.jid)

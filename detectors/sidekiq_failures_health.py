@@ -202,6 +202,9 @@ class SidekiqHealthSignals:
             value, signal = low, "queue_latency"
         else:
             growth = m.value - min(v for _, v in series)
+            seen_in_logs = self.log_fail_at if m.name == "sidekiq.retry_size" else self.log_dead_at
+            if seen_in_logs is not None and m.ts - seen_in_logs <= s.window_s:
+                return  # the logs show these failures per job class: those incidents already page
             if m.name == "sidekiq.retry_size":
                 sev = "critical" if growth >= s.retry_growth_critical else "warning" if growth >= s.retry_growth_warning else None
                 p, signal = self._problem(("retry_set",), {"problem": "retry_set_growth"}), "retry_set_growth"

@@ -92,14 +92,17 @@ class _Open:
 class _Held:
     """A record waiting for continuation lines: a SQL line (↳) or an exception."""
 
-    __slots__ = ("event", "lines", "frames", "message_open", "last_lineno")
+    __slots__ = ("event", "lines", "frames", "message_open", "last_lineno", "single_call")
 
-    def __init__(self, event: Event, first_line: str, lineno: int, message_open: bool = False) -> None:
+    def __init__(self, event: Event, first_line: str, lineno: int, message_open: bool = False, single_call: bool = False) -> None:
         self.event = event
         self.lines = [first_line]
         self.frames: List[str] = []
         self.message_open = message_open  # a multi-line exception message not yet closed by "):"
         self.last_lineno = lineno
+        # written by one logger call (lines without the Logger prefix): the next call of
+        # anyone ends it. Rails 5.2 wrote each piece as its own prefixed call instead.
+        self.single_call = single_call
 
 
 class RailsParser(Parser):
@@ -171,6 +174,8 @@ class RailsParser(Parser):
             self.last_ts = ts
 
         out: List[Event] = NOTHING
+        if self._held and (prefixed or tags):
+            out = self._release_finished_calls(key)
         if self._held:
             held_key = key
             if not prefixed and not tags and key not in self._held and self._last_error_key in self._held:
@@ -181,11 +186,12 @@ class RailsParser(Parser):
                 if verdict == ABSORBED:
                     return NOTHING
                 released = self._release(held_key)
-                out = [released] if released is not None else []
+                if released is not None:
+                    out = out + [released] if out else [released]
                 if verdict == COMPLETED_BY_LINE:
                     return out
             elif lineno % 64 == 0:
-                out = self._release_stale(lineno)
+                out = out + self._release_stale(lineno) if out else self._release_stale(lineno)
 
         produced = self._message(msg, key, tags, ts, pid, level, line, lineno, prefixed)
         if produced is not None:
@@ -241,7 +247,7 @@ class RailsParser(Parser):
                     ts=ts, source=self.source, line=lineno, origin="activejob", error_class=m.group(4),
                     message=m.group(5).rstrip("):"), job_class=m.group(1), jid=m.group(2), level=level, pid=pid,
                 )
-                self._hold(key, err, line, lineno, message_open=not body.endswith("):"))
+                self._hold(key, err, line, lineno, message_open=not body.endswith("):"), prefixed=prefixed)
                 return None
         if first.isupper() and "(" in body:
             m = EXCEPTION.match(body)
@@ -256,11 +262,11 @@ class RailsParser(Parser):
                     message=message, request_id=key if not key.startswith("pid") else "",
                     endpoint=self._endpoint(key), level=level or "FATAL", pid=pid,
                 )
-                self._hold(key, err, line, lineno, message_open=not closed)
+                self._hold(key, err, line, lineno, message_open=not closed, prefixed=prefixed)
                 return None
         if first == "u" and body.startswith("user: ") and level in ("WARN", ""):
             # Bullet.rails_logger: "user: <name>" opens a multi-line N+1 warning
-            self._held[key] = _Held(Bullet(ts=ts, source=self.source, line=lineno, raw=line), body, lineno)
+            self._held[key] = _Held(Bullet(ts=ts, source=self.source, line=lineno, raw=line), body, lineno, single_call=True)
             self._last_error_key = key
             return None
         if lograge.looks_like(body):
@@ -348,8 +354,8 @@ class RailsParser(Parser):
         self._hold(key, event, line, lineno)
         return None
 
-    def _hold(self, key: str, event: Event, line: str, lineno: int, message_open: bool = False) -> None:
-        self._held[key] = _Held(event, line, lineno, message_open)
+    def _hold(self, key: str, event: Event, line: str, lineno: int, message_open: bool = False, prefixed: bool = True) -> None:
+        self._held[key] = _Held(event, line, lineno, message_open, single_call=isinstance(event, Error) and not prefixed)
         if isinstance(event, (Error, Bullet)):
             self._last_error_key = key
 
@@ -374,6 +380,8 @@ class RailsParser(Parser):
         if prefixed and level not in ("FATAL", "ERROR"):
             return NOT_MINE
         assert isinstance(event, Error)
+        if not prefixed:
+            held.single_call = True  # this part came in one logger call: the next call ends it
         if held.message_open and REAL_FRAME.match(msg):
             held.message_open = False  # the message never closed (cut or anonymised): frames start here
         if held.message_open:
@@ -411,6 +419,15 @@ class RailsParser(Parser):
             event.backtrace = tuple(held.frames)
             event.message = event.message.strip()
         return event
+
+    def _release_finished_calls(self, key: str) -> List[Event]:
+        """A new logger call began: one-call records of other requests are complete.
+
+        Without this, a Bullet warning or an exception report waits for its own request's
+        next line, which under steady traffic of other requests can take hundreds of lines.
+        """
+        done = [k for k, h in self._held.items() if h.single_call and k != key]
+        return [e for e in map(self._release, done) if e is not None] if done else NOTHING
 
     def _release_stale(self, lineno: int) -> List[Event]:
         stale = [k for k, h in self._held.items() if lineno - h.last_lineno > STALE_AFTER_LINES]

@@ -391,6 +391,18 @@ def test_retry_set_growth_and_queue_latency_metrics():
     assert by_subject(found, problem="queue_latency")[0].subject["queue"] == "mailers"
 
 
+def test_dead_set_growth_is_not_paged_again_when_the_logs_already_show_those_dead_jobs():
+    dead_size = [Metric(ts=T0 + i * 30, source="poll:sidekiq", name="sidekiq.dead_size", value=i * 10) for i in range(6)]
+    alone = run([], extra=dead_size)
+    assert [(f.subject.get("problem"), f.severity) for f in alone] == [("dead_set_growth", "critical")]
+    log = Log()
+    for i in range(6):  # the same dead jobs, as sidekiq.log tells them
+        log.job(5 + i * 20, "ChargeJob", f"{i:024x}", error="Stripe::APIConnectionError: timeout", retry_count=25, dead=True)
+    both = run(log.events(), extra=dead_size)
+    assert not by_subject(both, problem="dead_set_growth")
+    assert by_subject(both, job_class="ChargeJob")[0].severity == "critical"
+
+
 def test_periodic_flushes_report_only_new_failures_so_merged_counts_are_exact():
     log = Log()
     background(log, 0, 3000)

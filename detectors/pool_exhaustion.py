@@ -51,9 +51,9 @@ False-positive risks:
 * ``ConnectionPool::TimeoutError`` is raised by any connection_pool (Rails cache,
   ActionCable, HTTP clients): "Waited 1 sec" points at Sidekiq's Redis pool, other
   waits are reported as a connection_pool incident with the wait time;
-* a pool of the database server at its limit can be an intended, healthy PgBouncer set-up,
-  and ``db.connections`` at the pool size only says the pool grew to its maximum once (idle
-  connections stay open): both metric signals are warnings only;
+* a pool of the database server at its limit can be an intended, healthy PgBouncer set-up:
+  that metric signal is a warning only; ``db.connections`` at the pool size only says the
+  pool grew to its maximum once (idle connections stay open) and is no signal at all;
 * an ActiveJob job run by Sidekiq logs its failure twice (ActiveJob's ``Error performing``
   in the Rails log, Sidekiq's ``fail``); they pair by pid and time, so clock skew between
   the two files of more than ``job_pair_tolerance_s`` counts it twice.
@@ -156,7 +156,7 @@ class PoolExhaustionDetector(Detector):
         self.per_second: "OrderedDict[int, int]" = OrderedDict()  # completed requests per second
         self.holders: Deque[Tuple[float, float, float, Dict[str, object], Evidence]] = deque(maxlen=self.s.max_holders)
         self.job_failures: Deque[Dict[str, object]] = deque(maxlen=256)
-        self.metrics = PoolMetrics(self.s.metric_sustained_samples, self.s.pg_reserved_slots, self.context.facts.db_pool)
+        self.metrics = PoolMetrics(self.s.metric_sustained_samples, self.s.pg_reserved_slots)
         self.active_pids: "OrderedDict[Tuple[str, str], float]" = OrderedDict()  # (web|jobs, pid) -> last seen
         self.pending: List[Finding] = []  # findings of episodes closed between flushes
         self.restarts: Deque[Tuple[float, str]] = deque(maxlen=64)  # (time, component) of process boots

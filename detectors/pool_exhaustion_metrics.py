@@ -6,10 +6,12 @@ Metric names (``Metric`` events from pollers; one sample of a group shares one `
         saturated: backlog > 0 and pool_capacity == 0
     db.pool.size, db.pool.busy, db.pool.dead, db.pool.waiting   labels: pid (pool.stat)
         saturated: busy + dead >= size and waiting > 0
-    db.connections                               labels: pid (a process's open DB connections)
-        saturated: connections >= db.pool.size of that pid, else the app's pool from AppFacts
     pg.connections, pg.max_connections           (pg_stat_activity count, SHOW max_connections)
         saturated: connections >= max_connections - reserved slots
+
+Not a signal: ``db.connections`` per process at the pool size. Rails keeps idle connections
+open, so a process that once used its whole pool shows it for hours (the reference app does
+right after a pool incident): alone it would be a false incident. ``db.pool.waiting`` says it.
 
 A group is judged when its last member arrives (all members within ``SAME_SAMPLE_S``),
 once per sample time, so the order a poller emits them in does not matter.
@@ -28,7 +30,6 @@ MAX_SERIES = 2000  # a poller with unbounded labels must not grow us
 GROUPS: Dict[str, Tuple[Tuple[str, ...], Tuple[str, str, str]]] = {
     "puma": (("puma.backlog", "puma.pool_capacity"), ("puma", "metric", "puma.pool_capacity")),
     "db.pool": (("db.pool.size", "db.pool.busy", "db.pool.dead", "db.pool.waiting"), ("database", "metric", "db.pool")),
-    "db.connections": (("db.connections",), ("database", "metric", "db.connections")),
     "pg.connections": (("pg.connections",), ("database_server", "metric", "pg.connections")),
 }
 GROUP_OF = {name: group for group, (members, _) in GROUPS.items() for name in members}
@@ -41,10 +42,9 @@ class Saturated(NamedTuple):
 
 
 class PoolMetrics:
-    def __init__(self, sustained_samples: int, reserved_slots: int, app_pool: Optional[int]) -> None:
+    def __init__(self, sustained_samples: int, reserved_slots: int) -> None:
         self.sustained = sustained_samples
         self.reserved = reserved_slots
-        self.app_pool = app_pool
         self.pg_max_connections: Optional[float] = None
         self._last: Dict[Tuple[str, Labels], Tuple[float, float]] = {}
         self._runs: Dict[Tuple[str, Labels], int] = {}
@@ -67,9 +67,6 @@ class PoolMetrics:
         self._last[(m.name, labels)] = (ts, m.value)
         members, key = GROUPS[group]
         values = [self._fresh(name, labels, ts) for name in members]
-        if group == "db.connections" and values[0] is not None:
-            size = self._fresh("db.pool.size", labels, ts) or self.app_pool
-            values.append(size)
         if any(v is None for v in values) or self._judged.get((group, labels)) == ts:
             return None
         self._judged[(group, labels)] = ts
@@ -89,9 +86,6 @@ class PoolMetrics:
         if group == "db.pool":
             size, busy, dead, waiting = v
             return busy + dead >= size and waiting > 0, waiting
-        if group == "db.connections":
-            connections, size = v
-            return bool(size) and connections >= size, connections
         connections = v[0]
         limit = self.pg_max_connections
         return limit is not None and connections >= limit - self.reserved, connections

@@ -240,8 +240,6 @@ def _metric_triage(pool: str, metric: str, d: Dict[str, object], facts: AppFacts
                                "Every Puma thread is busy and requests queue in the backlog: slow requests (often waiting on the database pool) or too few threads."),
         "db.pool": ("ActiveRecord pool at capacity with threads waiting (pool.stat)",
                     "busy + dead connections fill the pool while threads wait; `dead` > 0 means connections leaked by dead threads."),
-        "db.connections": ("Processes hold as many database connections as their pool allows",
-                           "The pool grew to its maximum: peak concurrency reached the pool size (not proof of waiting)."),
         "pg.connections": ("Postgres connections at max_connections",
                            "The server is at its connection limit; new connections will be refused."),
     }

@@ -58,6 +58,7 @@ class ConfigError(ValueError):
 class AppConfig:
     root: str = ""  # the Rails root (or Capistrano deploy root)
     env: str = "production"
+    host: str = ""  # the name incidents report this host by ("" = the machine's hostname)
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ def parse(data: Mapping[str, Any], origin: str = "") -> Config:
             errors.append(f"{key}: unknown section{suggest(key, known)}")
     app = table(AppConfig, data.get("app"), "app", errors)
     if app.root:
-        app = AppConfig(root=os.path.abspath(os.path.join(base, app.root)), env=app.env)
+        app = AppConfig(root=os.path.abspath(os.path.join(base, app.root)), env=app.env, host=app.host)
     tail = table(TailConfig, data.get("tail"), "tail", errors, {"start": one_of(STARTS), "poll_interval_s": positive})
     sources = _sources(data.get("sources"), app, base, errors)
     detectors, disabled = _detectors(data.get("detectors"), errors)

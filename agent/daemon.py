@@ -139,9 +139,11 @@ class Daemon:
 
         facts = load_app_facts(c.app.root, self.environ) if c.app.root else AppFacts()
         # every incident gets its diagnostic bundle; the builder scrubs the config it copies in
+        host = c.app.host or None
         bundler = BundleBuilder(c.state.dir, self.clock, facts=facts, agent_config=effective(c),
-                                updates=self.store.updates_for)
-        self.manager = IncidentManager(self.store, self.clock, list(self.sinks), settings=c.incidents, bundler=bundler)
+                                updates=self.store.updates_for, host=host)
+        self.manager = IncidentManager(self.store, self.clock, list(self.sinks), settings=c.incidents, bundler=bundler,
+                                       host=host)
         self.delivery = DeliveryThread(Deliverer(self.store, self.sinks, self.clock), self.store, self.metrics, self.clock)
         self.delivery.start()
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from agent.cli_daemon import config as config_group
 from agent.cli_daemon import to_toml
-from agent.config import ConfigError, apply_overrides, discover, effective, parse
+from agent.config import ConfigError, apply_overrides, discover, effective, load, parse
 
 GOOD = """
 [app]
@@ -211,3 +211,11 @@ def test_a_control_app_whose_port_comes_from_the_environment_is_not_guessed(tmp_
     (tmp_path / "config" / "puma.rb").write_text(
         'if ENV["PUMA_CONTROL_PORT"]\n  activate_control_app "tcp://127.0.0.1:#{ENV["PUMA_CONTROL_PORT"]}", { auth_token: "t" }\nend\n')
     assert not parse(apply_overrides({}, app=str(tmp_path))).collectors.puma.enabled
+
+
+def test_app_host_names_the_reporting_host_and_survives_a_relative_root(tmp_path):
+    cfg = tmp_path / "railwatch.toml"
+    cfg.write_text('[app]\nroot = "app"\nhost = "web-7.prod"\n\n[[sources]]\npath = "app/log/production.log"\n')
+    loaded = load(str(cfg))
+    assert loaded.app.host == "web-7.prod"
+    assert loaded.app.root == str(tmp_path / "app")

@@ -2,11 +2,14 @@
 
     POST <url>/api/v2/alerts   [{"labels": {...}, "annotations": {...}, "startsAt", "endsAt", "generatorURL"}]
 
-Labels identify an alert, so they hold only what identifies the *bug*: ``alertname``
-(``railwatch_<detector>``), ``detector``, ``severity``, ``fingerprint`` and the subject
-(label names sanitised to ``[a-zA-Z_][a-zA-Z0-9_]*``). The reporting host is an
-annotation, never a label: two agents seeing the same bug post the same labels and
-Alertmanager keeps one alert in one group.
+Labels identify an alert: what identifies the *bug* (``alertname`` = ``railwatch_<detector>``,
+``detector``, ``severity``, ``fingerprint`` and the subject, label names sanitised to
+``[a-zA-Z_][a-zA-Z0-9_]*``) plus the reporting ``host``. Each agent's alert therefore lives
+and resolves on its own: when one host's incident resolves, its alert ends while the other
+hosts' alerts for the same bug keep firing (without the host label one host's resolve would
+end everybody's alert until the next refresh). The fleet's dedup is Alertmanager's grouping:
+route with ``group_by: [alertname, fingerprint]`` and a bug seen on many hosts is one group,
+one notification, listing the hosts affected.
 
 Alertmanager forgets an alert at ``endsAt``: a firing alert is posted with ``endsAt`` =
 now + ``expire_after`` and re-posted every ``refresh_interval`` while open (the
@@ -24,7 +27,7 @@ from agent.incidents.model import IncidentUpdate
 from agent.sinks.base import DEFAULT_TIMEOUT, RETRY, DeliveryResult, HttpSink, bundle_link, recurrence_note, triage
 from agent.timeparse import to_iso
 
-RESERVED = ("alertname", "detector", "severity", "fingerprint")
+RESERVED = ("alertname", "detector", "severity", "fingerprint", "host")
 MAX_LABEL_VALUE = 512
 MAX_ANNOTATION = 4000
 
@@ -48,6 +51,8 @@ def labels_for(update: IncidentUpdate, severity: Optional[str] = None, extra: Op
         "severity": severity or inc.severity,
         "fingerprint": inc.fingerprint,
     })
+    if inc.host:
+        labels["host"] = inc.host
     return labels
 
 

@@ -20,11 +20,11 @@ from agent.incidents import Deliverer, IncidentManager, IncidentStore
 from agent.sinks import build_sink
 from agent.testing import FakeClock
 
-# group_by '...' groups by every label: a host label would split the group
+# the fleet set-up railwatch documents: one group per bug, one alert per host in it
 CONFIG = """
 route:
   receiver: blackhole
-  group_by: ['...']
+  group_by: ['alertname', 'fingerprint']
   group_wait: 1h
 receivers:
   - name: blackhole
@@ -107,13 +107,30 @@ def test_two_agents_reporting_the_same_bug_make_one_alert_group_and_one_dedup_ke
         manager.observe([finding])
         assert deliverer.run_once()["accepted"] == 2
     (group,) = _railwatch_groups(alertmanager)
-    (alert,) = group["alerts"]
-    assert alert["status"]["state"] == "active"
-    assert alert["labels"]["pool"] == "primary" and alert["labels"]["endpoint"] == "OrdersController#create"
-    assert "host" not in alert["labels"] and alert["annotations"]["host"].startswith("web-")
-    assert alert["labels"]["fingerprint"] == finding.fingerprint
+    assert sorted(a["labels"]["host"] for a in group["alerts"]) == ["web-1.example.internal", "web-2.example.internal"]
+    for alert in group["alerts"]:
+        assert alert["status"]["state"] == "active"
+        assert alert["labels"]["pool"] == "primary" and alert["labels"]["endpoint"] == "OrdersController#create"
+        assert alert["labels"]["fingerprint"] == finding.fingerprint
     assert [r.json["dedup_key"] for r in pd.received] == [finding.fingerprint] * 2
     assert pd.violations == []
+
+
+def test_one_host_resolving_leaves_the_other_hosts_alert_firing(tmp_path, alertmanager, target, targets):
+    clock = FakeClock(start=Clock().now())
+    pd = target("pagerduty")
+    finding = targets.make_finding(detector="pool_exhaustion", subject={"pool": "primary"})
+    agents = [_agent(tmp_path, name, host, clock, alertmanager, pd.url + "/v2/enqueue") for name, host in (("a", "web-1"), ("b", "web-2"))]
+    opened = []
+    for manager, deliverer in agents:
+        (u,) = manager.observe([finding])
+        opened.append(u.incident.id)
+        deliverer.run_once()
+    manager, deliverer = agents[0]
+    manager.resolve(opened[0])
+    deliverer.run_once()
+    (group,) = _railwatch_groups(alertmanager)
+    assert [a["labels"]["host"] for a in group["alerts"]] == ["web-2"]
 
 
 def test_resolve_sets_ends_at_and_the_alert_leaves_the_active_groups(tmp_path, alertmanager, target, targets):

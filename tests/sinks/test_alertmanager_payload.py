@@ -26,7 +26,7 @@ def test_firing_alert_expires_unless_refreshed_and_resolve_sets_ends_at(tmp_path
     (alert,) = am.received[0].json
     assert alert["labels"] == {"alertname": "railwatch_pool_exhaustion", "detector": "pool_exhaustion",
                                "severity": "warning", "fingerprint": finding.fingerprint, "job_class": "HardJob",
-                               "subject_severity": "x"}
+                               "subject_severity": "x", "host": "web-9"}
     assert alert["annotations"]["host"] == "web-9" and alert["annotations"]["runbook_url"] == "https://wiki/pool_exhaustion"
     assert alert["endsAt"] == to_iso(clock.now() + 600)
     update.incident.resolved_at = clock.now() + 30

@@ -156,9 +156,11 @@ def test_a_pool_exhaustion_in_a_live_log_becomes_an_incident_on_disk_and_metrics
         doc = json.loads(Path(found[0]).read_text())
         assert doc["incident"]["detector"] == "pool_exhaustion" and doc["incident"]["severity"] == "critical"
         assert doc["kind"] == "open"
+        # the incident can be on disk before the loop turn that read it updates the counters
+        wanted = f'railwatch_lines_read_total{{source="{log}"}} 68.0'
+        wait_for(lambda: wanted in http_get(f"http://127.0.0.1:{port}/metrics")[1], "the lines-read counter")
         status, text = http_get(f"http://127.0.0.1:{port}/metrics")
         assert status == 200
-        assert f'railwatch_lines_read_total{{source="{log}"}} 68.0' in text
         assert 'railwatch_findings_total{detector="pool_exhaustion",severity="critical"}' in text
         assert 'railwatch_incident_updates_total{detector="pool_exhaustion",kind="open"} 1.0' in text
         wait_for(lambda: 'railwatch_sink_deliveries_total{sink="local"} 1.0' in http_get(f"http://127.0.0.1:{port}/metrics")[1],

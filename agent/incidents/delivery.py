@@ -21,6 +21,8 @@ on that cadence, outside the outbox, best effort.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import logging
 import random
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
@@ -131,6 +133,8 @@ class Deliverer:
                 update = self.store.get_update(last.update_id)
                 if update is None:
                     continue
+                # the last update, told with the incident as it is now (counts, last seen)
+                update = dataclasses.replace(update, incident=inc)
                 result = self._deliver(sink, update)
                 self._refreshed[key] = now
                 if result.status != ACCEPTED:

@@ -22,7 +22,9 @@ from agent.sinks.base import DeliveryResult
 
 class DirectorySink:
     kind = "directory"
-    refresh_interval: Optional[float] = None
+    # incident.json is rewritten this often while the incident is open, so the file on disk
+    # shows the current count and last-seen time, not those of the opening update
+    refresh_interval: Optional[float] = 10.0
 
     def __init__(self, name: str, path: str, clock: Optional[Clock] = None) -> None:
         self.name = name
@@ -46,7 +48,7 @@ class DirectorySink:
             write_private(target, (json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8"))
             bundle = update.incident.bundle_path
             dest = os.path.join(where, "bundle.tar.gz")
-            if bundle and os.path.isfile(bundle) and os.path.abspath(bundle) != os.path.abspath(dest):
+            if bundle and os.path.isfile(bundle) and os.path.abspath(bundle) != os.path.abspath(dest) and not _same_file(bundle, dest):
                 copy_private(bundle, dest)
         except OSError as exc:
             # a full or read-only disk may recover; keep the row pending
@@ -62,6 +64,15 @@ class DirectorySink:
         except OSError as exc:
             return DeliveryResult.permanent(f"{self.path}: not writable ({exc.strerror or type(exc).__name__})")
         return DeliveryResult.ok(f"{self.path} is writable")
+
+
+def _same_file(a: str, b: str) -> bool:
+    """Is ``b`` already a copy of ``a`` (same size, not older)? Refreshes skip the copy then."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:
+        return False
+    return sa.st_size == sb.st_size and sb.st_mtime >= sa.st_mtime
 
 
 def _history(path: str) -> List[Dict[str, Any]]:

@@ -51,6 +51,7 @@ MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (count
 MAX_BACKTRACE = 20
 STALE_AFTER_LINES = 400  # a held record is emitted once this many lines passed without it
 ABSORBED, COMPLETED_BY_LINE, NOT_MINE = 1, 2, 3
+NO_TAGS: List[str] = []  # shared; never mutated
 
 
 def split_tags(msg: str) -> Tuple[List[str], str]:
@@ -118,6 +119,8 @@ class RailsParser(Parser):
         self._prefixed = False
         self._expect_exception: Dict[str, bool] = {}  # keys whose FATAL/ERROR header line was just seen
         self._last_error_key = "\0"
+        self._second_key = ""  # "2024-05-01T12:00:00" of the last prefixed line, and its epoch
+        self._second_epoch = 0.0
 
     # ----- sniffing -------------------------------------------------------------------
     @classmethod
@@ -155,17 +158,21 @@ class RailsParser(Parser):
         msg = line
         prefixed = False
         if len(line) > 4 and line[1] == "," and line[3] == "[":
-            m = PREFIX.match(line)
-            if m is not None:
+            split = self._split_prefix(line)
+            if split is not None:
                 prefixed = self._prefixed = True
-                ts = parse_iso(m.group(2))
-                pid = m.group(3)
-                level = m.group(4)
-                msg = line[m.end() :]
-        tags: List[str] = []
-        if msg.startswith("["):
-            tags, msg = split_tags(msg)
-        key = request_key(tags)
+                ts, pid, level, msg = split
+        tags: List[str] = NO_TAGS
+        key = ""
+        if msg[:1] == "[":
+            # the common case, one request-id tag: "[3f2c9a0e-8b1d-4e7a-9c55-2b8f0d6e1a77] …"
+            if len(msg) > 38 and msg[37] == "]" and msg[38] == " " and msg[9] == "-" and msg[39:40] != "[":
+                key = msg[1:37]
+                tags = [key]
+                msg = msg[39:]
+            else:
+                tags, msg = split_tags(msg)
+                key = request_key(tags)
         if not key and pid:
             key = self._pid_key(pid)
         if ts is None:
@@ -202,6 +209,30 @@ class RailsParser(Parser):
         return [e for e in map(self._release, list(self._held)) if e is not None]
 
     # ----- helpers --------------------------------------------------------------------
+    def _split_prefix(self, line: str) -> Optional[Tuple[Optional[float], str, str, str]]:
+        """``I, [2024-05-01T12:00:00.123456 #4321]  INFO -- : msg`` -> (ts, pid, level, msg).
+
+        String slicing, not a regex: the prefix is on every line of most production logs.
+        """
+        close = line.find("] ", 5)
+        hash_at = line.rfind(" #", 5, close)
+        sep = line.find(" -- ", close)
+        colon = line.find(": ", sep + 4) if sep > 0 else -1
+        if close < 0 or hash_at < 0 or colon < 0:
+            m = PREFIX.match(line)  # something unusual: let the full pattern decide
+            if m is None:
+                return None
+            return parse_iso(m.group(2)), m.group(3), m.group(4), line[m.end() :]
+        stamp = line[4:hash_at]
+        # same second as the previous line (the usual case): only the fraction is new
+        if stamp[:19] == self._second_key and stamp[19:20] == ".":
+            ts: Optional[float] = self._second_epoch + float(stamp[19:])
+        else:
+            ts = parse_iso(stamp)
+            if ts is not None and stamp[19:20] == ".":
+                self._second_key, self._second_epoch = stamp[:19], ts - float(stamp[19:])
+        return ts, line[hash_at + 2 : close], line[close + 2 : sep].strip(), line[colon + 2 :]
+
     def _pid_key(self, pid: str) -> str:
         return f"pid{pid}.{self._seq.get(pid, 0)}"
 

@@ -197,7 +197,7 @@ def test_config_show_prints_the_effective_config_with_secrets_masked(tmp_path):
     assert 'dsn = "postgresql://app:********@db.internal:5432/app_production"' in text
     assert "[detectors.pool_exhaustion]" in text and "critical_errors = 5" in text
     assert "[[sources]]" in text and 'listen = "0.0.0.0:9500"' in text
-    import tomllib
+    from agent.config import tomllib  # the stdlib's, or the tomli backport on Python < 3.11
 
     assert tomllib.loads(text)["limits"]["checkpoint_interval_s"] == 1.5  # the output is TOML again
 

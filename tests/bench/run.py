@@ -4,6 +4,7 @@
     python tests/bench/run.py --quick            # 20 MB per log, memory at 50 and 200 MB (a minute)
     python tests/bench/run.py --huge             # adds the 5 GB memory run (disk: ~8 GB in the temp dir)
     python tests/bench/run.py --markdown out.md  # also write the tables as Markdown
+    python tests/bench/run.py --skip throughput,memory,jobs   # the daemon only (daemon.py, ~4 minutes)
 
 Logs are generated (deterministic, see genlogs.py) into a temporary directory that is
 removed afterwards unless ``--dir`` is given. Each figure runs in a fresh process
@@ -192,20 +193,11 @@ def jobs_speedup(paths: Dict[str, str], directory: str, repeat: int) -> List[Tup
 
 
 def daemon_rows() -> List[Tuple[str, ...]]:
-    """Hook for the daemon half of issue 8 (``railwatch run``): not measured yet.
+    """The daemon half of issue 8 (``railwatch run``): idle and busy CPU/RSS, detection latency.
+    See daemon.py; targets: < 2 % of one core, < 60 MB busy, < 40 MB idle, p50 < 1 s, p95 < 2 s."""
+    import daemon
 
-    To add when ``railwatch run`` exists: start it on three generated files with a
-    directory sink; a writer process appends real lines at 2,000 lines/s in total and
-    records the write time of each trigger line; sample the daemon with psutil
-    (cpu_times, memory_info().rss) for 60 s busy and 60 s idle; latency = mtime of
-    each incident.json minus the write time of the line that triggered it
-    (median, p95). Targets: < 2 % of one core, < 60 MB busy, < 40 MB idle, p50 < 1 s, p95 < 2 s.
-    """
-    from agent.cli import cli
-
-    if "run" not in getattr(cli, "commands", {}):
-        return [("daemon CPU / RSS / detection latency", "not measured: `railwatch run` does not exist yet", "", "", "")]
-    return [("daemon CPU / RSS / detection latency", "not measured yet: see daemon_rows() in tests/bench/run.py", "", "", "")]
+    return list(daemon.rows())
 
 
 # ----- output -------------------------------------------------------------------------------
@@ -251,7 +243,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--repeat", type=int, default=1, help="best of N for each timing (default 1)")
     ap.add_argument("--dir", default=None, help="generate here and keep the logs (reused by the next run)")
     ap.add_argument("--markdown", default=None, help="also write the tables to this file")
-    ap.add_argument("--skip", default="", help="comma-separated: throughput, memory, jobs")
+    ap.add_argument("--skip", default="", help="comma-separated: throughput, memory, jobs, daemon")
     args = ap.parse_args(argv)
     size = args.size_mb or (20.0 if args.quick else 300.0)
     mem_sizes = [float(x) for x in (args.memory_mb or ("50,200" if args.quick else "500,2000")).split(",")]
@@ -268,7 +260,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     command = " ".join(["python tests/bench/run.py"] + shown)
     started = time.perf_counter()
     try:
-        paths = {kind: generate(kind, size, directory, name) for kind, name, _, _, _ in LOGS}
+        # the daemon benchmark writes its own lines: generate the large logs only when needed
+        needs_logs = not {"throughput", "jobs"} <= skip
+        paths = {kind: generate(kind, size, directory, name) for kind, name, _, _, _ in LOGS} if needs_logs else {}
         out = [f"Machine: {machine()}.", "", f"Command: `{command.strip()}` ({time.strftime('%Y-%m-%d')}).", ""]
         if "throughput" not in skip:
             out += ["### Scan throughput (one core)", "",
@@ -279,7 +273,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         if "jobs" not in skip:
             out += ["### `--jobs 2` on 2 logs (processes)", "",
                     table(("logs", "--jobs 1", "--jobs 2", "speed-up", "cores used (1 / 2 jobs)", "peak RSS per worker", "incidents (1 / 2 jobs)"), jobs_speedup(paths, directory, args.repeat)), ""]
-        out += ["### Daemon", "", table(("figure", "value", "", "", ""), daemon_rows()), ""]
+        if "daemon" not in skip:
+            out += ["### Daemon (`railwatch run`)", "",
+                    table(("figure", "value", "baseline in the same run", "ratio", "target", "verdict"), daemon_rows()), ""]
         text = "\n".join(out)
         print(text)
         if args.markdown:

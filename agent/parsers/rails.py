@@ -27,55 +27,17 @@ from agent.events import Bullet, Error, Event, Request, Sql
 from agent.parsers import lograge
 from agent.parsers.base import NOTHING, Parser, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
-from agent.timeparse import parse_iso
-
-PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
-STARTED = re.compile(r'Started ([A-Z]+) "([^"]*)" for \S+ at (.+)')
-PROCESSING = re.compile(r"Processing by ([\w:]+)#(\w+) as (\S+)")
-COMPLETED = re.compile(r"Completed (\d{3}) (.*?) in (\d+(?:\.\d+)?)ms(?: \((.*)\))?")
-COMPLETED_RAILS30 = re.compile(r"Completed in (\d+(?:\.\d+)?)ms(?: \((.*)\))? with (\d{3})")
-ADDITION = re.compile(r"(Views|ActiveRecord|Allocations|GC|Duration): (\d+(?:\.\d+)?)(?:ms)?(?: \((\d+) quer(?:y|ies), (\d+) cached\))?")
-SQL = re.compile(r" +(CACHE )?(ASYNC )?(.*?) ?\((\d+(?:\.\d+)?)ms\)(?: \(db time (\d+(?:\.\d+)?)ms\))?  (.*)")
-EXCEPTION = re.compile(r"((?:[A-Z]\w*::)*[A-Z]\w*) \((.*)")
-ACTIVEJOB_ERROR = re.compile(
-    r"Error performing ([\w:]+) \(Job ID: ([\w-]+)\) from \w+\(([\w-]*)\) in [\d.]+ms: ((?:[A-Z]\w*::)*[A-Z]\w*) \((.*)"
+from agent.parsers.rails_lines import (
+    ACTIVEJOB_ERROR, ADDITION, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES, NO_TAGS,
+    PREFIX, PROCESSING, REAL_FRAME, SQL, STARTED, UUIDISH, request_key, split_tags,
 )
-FRAME = re.compile(r"\s*(?:(?:[\w.-]+ \([\w.]+\) )?\S+:\d+(?::in |$)|from \S+:\d+|\d+: |Caused by:|Information for)")
-REAL_FRAME = re.compile(r"\s*(?:[\w.-]+ \([\w.]+\) )?\S+:\d+:in ")
-HEADER_END = re.compile(r"(?:\)|\) on line #\d+ of .*):$")  # Rails 3.0: "(msg) on line #3 of app/views/x.erb:"
-MAX_MESSAGE_LINES = 12
-UUIDISH = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{7,}$")
+from agent.timeparse import parse_iso
 
 MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
 MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
 MAX_BACKTRACE = 20
 STALE_AFTER_LINES = 400  # a held record is emitted once this many lines passed without it
 ABSORBED, COMPLETED_BY_LINE, NOT_MINE = 1, 2, 3
-NO_TAGS: List[str] = []  # shared; never mutated
-
-
-def split_tags(msg: str) -> Tuple[List[str], str]:
-    """``[a] [b] text`` -> (["a", "b"], "text")."""
-    tags: List[str] = []
-    while msg.startswith("["):
-        end = msg.find("]")
-        if end < 0:
-            break
-        if end + 1 < len(msg) and msg[end + 1] != " ":
-            break  # "[GET] …" inside a message is not a tag
-        tags.append(msg[1:end])
-        msg = msg[end + 2 :]
-    return tags, msg
-
-
-def request_key(tags: List[str]) -> str:
-    """The tag that identifies the request: a UUID-like id, else the first tag."""
-    if not tags or tags[0] == "ActiveJob":
-        return ""
-    for tag in tags:
-        if UUIDISH.match(tag):
-            return tag
-    return tags[0]
 
 
 class _Open:

@@ -1,0 +1,52 @@
+"""Line shapes of Rails' logger: the patterns and the tag splitting the Rails parser uses.
+
+See ``agent/parsers/rails.py`` for the records they make and rails-signals.md (A.1–A.4)
+for where each format comes from.
+"""
+from __future__ import annotations
+
+import re
+from typing import List, Tuple
+
+PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
+STARTED = re.compile(r'Started ([A-Z]+) "([^"]*)" for \S+ at (.+)')
+PROCESSING = re.compile(r"Processing by ([\w:]+)#(\w+) as (\S+)")
+COMPLETED = re.compile(r"Completed (\d{3}) (.*?) in (\d+(?:\.\d+)?)ms(?: \((.*)\))?")
+COMPLETED_RAILS30 = re.compile(r"Completed in (\d+(?:\.\d+)?)ms(?: \((.*)\))? with (\d{3})")
+ADDITION = re.compile(r"(Views|ActiveRecord|Allocations|GC|Duration): (\d+(?:\.\d+)?)(?:ms)?(?: \((\d+) quer(?:y|ies), (\d+) cached\))?")
+SQL = re.compile(r" +(CACHE )?(ASYNC )?(.*?) ?\((\d+(?:\.\d+)?)ms\)(?: \(db time (\d+(?:\.\d+)?)ms\))?  (.*)")
+EXCEPTION = re.compile(r"((?:[A-Z]\w*::)*[A-Z]\w*) \((.*)")
+ACTIVEJOB_ERROR = re.compile(
+    r"Error performing ([\w:]+) \(Job ID: ([\w-]+)\) from \w+\(([\w-]*)\) in [\d.]+ms: ((?:[A-Z]\w*::)*[A-Z]\w*) \((.*)"
+)
+FRAME = re.compile(r"\s*(?:(?:[\w.-]+ \([\w.]+\) )?\S+:\d+(?::in |$)|from \S+:\d+|\d+: |Caused by:|Information for)")
+REAL_FRAME = re.compile(r"\s*(?:[\w.-]+ \([\w.]+\) )?\S+:\d+:in ")
+HEADER_END = re.compile(r"(?:\)|\) on line #\d+ of .*):$")  # Rails 3.0: "(msg) on line #3 of app/views/x.erb:"
+MAX_MESSAGE_LINES = 12
+UUIDISH = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{7,}$")
+
+NO_TAGS: List[str] = []  # shared; never mutated
+
+
+def split_tags(msg: str) -> Tuple[List[str], str]:
+    """``[a] [b] text`` -> (["a", "b"], "text")."""
+    tags: List[str] = []
+    while msg.startswith("["):
+        end = msg.find("]")
+        if end < 0:
+            break
+        if end + 1 < len(msg) and msg[end + 1] != " ":
+            break  # "[GET] …" inside a message is not a tag
+        tags.append(msg[1:end])
+        msg = msg[end + 2 :]
+    return tags, msg
+
+
+def request_key(tags: List[str]) -> str:
+    """The tag that identifies the request: a UUID-like id, else the first tag."""
+    if not tags or tags[0] == "ActiveJob":
+        return ""
+    for tag in tags:
+        if UUIDISH.match(tag):
+            return tag
+    return tags[0]

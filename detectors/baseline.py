@@ -8,6 +8,8 @@ class, a queue). Two tools:
     older than ``window_s`` before the newest time seen for that key), plus an
     exponentially weighted mean with half-life ``half_life_s`` of event time.
     ``update(key, value, ts)``; ``count/mean/median/p95/quantile/ewma(key)``.
+    ``lazy_sort=True`` sorts a key's values when a quantile is asked for instead of
+    on every update (same answers; for keys updated per event, queried rarely).
     Keys are LRU-evicted beyond ``max_keys``: an app with 5,000 endpoints and a
     scanner fed millions of lines keep a fixed footprint.
 
@@ -15,7 +17,8 @@ class, a queue). Two tools:
     Per key: a short "recent" window and a longer, *lagged* baseline made of the
     samples that fell out of the recent window. A spike therefore does not poison
     its own baseline until it has lasted ``recent_size`` samples; compare
-    ``recent_median(key)`` against ``baseline_median(key)``.
+    ``recent_median(key)`` against ``baseline_median(key)``; ``push(key, value, ts)``
+    updates and returns both counts and medians in one call (the per-request path).
 
 Both are deterministic: no wall clock, no randomness; the same updates in the same
 order give the same answers. Memory is O(max_keys * samples).
@@ -47,12 +50,28 @@ def quantile(sorted_values: List[float], q: float) -> Optional[float]:
     return float(sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * frac)
 
 
+def _median(sorted_values: List[float]) -> Optional[float]:
+    """``quantile(sorted_values, 0.5)`` with the same arithmetic, minus the generic steps (hot path)."""
+    n = len(sorted_values)
+    if n < 2:
+        return float(sorted_values[0]) if n else None
+    lo = (n - 1) >> 1  # floor((n - 1) * 0.5)
+    frac = 0.0 if n & 1 else 0.5  # (n - 1) * 0.5 - lo
+    return float(sorted_values[lo] + (sorted_values[lo + 1] - sorted_values[lo]) * frac)
+
+
 class _Series:
-    """The samples of one key, in arrival order and (kept up to date) in value order."""
+    """The samples of one key, in arrival order and in value order.
 
-    __slots__ = ("samples", "max_samples", "total", "ewma", "ewma_ts", "first_ts", "last_ts", "_sorted", "_sum")
+    The value-ordered list is kept up to date on every update (``bisect.insort``/remove:
+    O(1) median queries, for keys queried after each update), or, with ``lazy_sort``,
+    dropped on update and rebuilt by the next query (for keys updated far more often
+    than queried). Both give the same sorted values, hence the same quantiles.
+    """
 
-    def __init__(self, max_samples: int) -> None:
+    __slots__ = ("samples", "max_samples", "total", "ewma", "ewma_ts", "first_ts", "last_ts", "_sorted", "_sum", "_lazy")
+
+    def __init__(self, max_samples: int, lazy_sort: bool = False) -> None:
         self.samples: Deque[Tuple[float, float]] = deque()
         self.max_samples = max_samples
         self.total = 0  # every update ever, not only those still held
@@ -60,38 +79,46 @@ class _Series:
         self.ewma_ts: Optional[float] = None
         self.first_ts: Optional[float] = None
         self.last_ts: Optional[float] = None
-        self._sorted: List[float] = []  # insort/remove keep medians O(1) per query
+        self._sorted: Optional[List[float]] = []  # None: stale (lazy_sort), rebuilt on the next query
         self._sum = 0.0
+        self._lazy = lazy_sort
 
     def add(self, value: float, ts: float, window_s: Optional[float], half_life_s: Optional[float]) -> None:
-        if len(self.samples) >= self.max_samples:
+        samples = self.samples
+        if len(samples) >= self.max_samples:
             self.drop_oldest()
-        self.samples.append((ts, value))
-        bisect.insort(self._sorted, value)
+        samples.append((ts, value))
+        if self._lazy:
+            self._sorted = None
+        else:
+            bisect.insort(self._sorted, value)  # type: ignore[arg-type]
         self._sum += value
         self.total += 1
         if self.first_ts is None:
             self.first_ts = ts
-        if self.last_ts is None or ts > self.last_ts:
-            self.last_ts = ts
+        last_ts = self.last_ts
+        if last_ts is None or ts > last_ts:
+            self.last_ts = last_ts = ts
         if window_s is not None:
-            self.expire(self.last_ts - window_s)
+            self.expire(last_ts - window_s)
         if self.ewma is None or self.ewma_ts is None:
             self.ewma, self.ewma_ts = value, ts
         elif half_life_s:
             # the old mean's weight decays with elapsed event time; samples at the same
             # instant (or out of order) are averaged like a plain running mean
             dt = max(ts - self.ewma_ts, 0.0)
-            keep = 0.5 ** (dt / half_life_s) if dt > 0 else 1.0 - 1.0 / min(self.total, len(self.samples) or 1)
+            keep = 0.5 ** (dt / half_life_s) if dt > 0 else 1.0 - 1.0 / min(self.total, len(samples) or 1)
             self.ewma = keep * self.ewma + (1.0 - keep) * value
             self.ewma_ts = max(ts, self.ewma_ts)
         else:
-            self.ewma = self._sum / len(self.samples) if self.samples else value
+            self.ewma = self._sum / len(samples) if samples else value
 
     def drop_oldest(self) -> Tuple[float, float]:
         ts, value = self.samples.popleft()
         self._sum -= value
-        del self._sorted[bisect.bisect_left(self._sorted, value)]
+        ordered = self._sorted
+        if ordered is not None:
+            del ordered[bisect.bisect_left(ordered, value)]
         return ts, value
 
     def expire(self, oldest_ts: float) -> None:
@@ -99,7 +126,10 @@ class _Series:
             self.drop_oldest()
 
     def sorted_values(self) -> List[float]:
-        return self._sorted
+        ordered = self._sorted
+        if ordered is None:
+            ordered = self._sorted = sorted([v for _, v in self.samples])
+        return ordered
 
 
 class RollingBaseline:
@@ -112,6 +142,8 @@ class RollingBaseline:
     ``half_life_s``  if set, ``ewma(key)`` is an exponentially weighted mean whose
                      weights halve every ``half_life_s`` seconds of *event* time;
                      otherwise ``ewma`` equals ``mean``
+    ``lazy_sort``    sort a key's values when a quantile is asked for, not on every
+                     update: for keys updated on every event but rarely queried
     """
 
     def __init__(
@@ -120,6 +152,7 @@ class RollingBaseline:
         max_samples: int = 200,
         window_s: Optional[float] = None,
         half_life_s: Optional[float] = None,
+        lazy_sort: bool = False,
     ) -> None:
         if max_keys < 1 or max_samples < 1:
             raise ValueError("max_keys and max_samples must be >= 1")
@@ -127,6 +160,7 @@ class RollingBaseline:
         self.max_samples = max_samples
         self.window_s = window_s
         self.half_life_s = half_life_s
+        self.lazy_sort = lazy_sort
         self._series: "OrderedDict[Hashable, _Series]" = OrderedDict()
         self.evicted = 0  # keys dropped by the LRU, for self-metrics
 
@@ -135,7 +169,7 @@ class RollingBaseline:
         evicted: Optional[Hashable] = None
         series = self._series.get(key)
         if series is None:
-            series = self._series[key] = _Series(self.max_samples)
+            series = self._series[key] = _Series(self.max_samples, self.lazy_sort)
             if len(self._series) > self.max_keys:
                 evicted = self._series.popitem(last=False)[0]
                 self.evicted += 1
@@ -232,6 +266,19 @@ class RecentVsBaseline:
         if len(series.samples) > self.recent_size:
             old_ts, old_value = series.drop_oldest()
             self.baseline.update(key, old_value, old_ts)
+
+    def push(self, key: Hashable, value: float, ts: float) -> Tuple[int, int, Optional[float], Optional[float]]:
+        """``update``, then (recent_count, baseline_count, recent_median, baseline_median) of ``key``.
+
+        The same numbers as the four separate calls, in one step: a detector that compares
+        the windows after every sample (once per request) calls this.
+        """
+        self.update(key, value, ts)
+        recent = self.recent._series[key]
+        base = self.baseline._series.get(key)
+        if base is None:
+            return len(recent.samples), 0, _median(recent.sorted_values()), None
+        return len(recent.samples), len(base.samples), _median(recent.sorted_values()), _median(base.sorted_values())
 
     def recent_count(self, key: Hashable) -> int:
         return self.recent.count(key)

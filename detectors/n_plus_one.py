@@ -296,11 +296,11 @@ class NPlusOneDetector(Detector):
         return inc
 
     def _check_spike(self, endpoint: str, signal: str, base: RecentVsBaseline, value: float, r: Request, ratio: float, min_increase: float) -> None:
-        base.update(endpoint, value, r.ts)  # type: ignore[arg-type]
+        # hot path (every completed request): one call for the update and both windows' numbers
+        recent_count, baseline_count, now, before = base.push(endpoint, value, r.ts)  # type: ignore[arg-type]
         key = (endpoint, signal)
         spike = self._spikes.get(key)
-        ready = base.baseline_count(endpoint) >= self.s.min_baseline_requests and base.recent_count(endpoint) >= self.s.recent_size
-        before, now = base.baseline_median(endpoint), base.recent_median(endpoint)
+        ready = baseline_count >= self.s.min_baseline_requests and recent_count >= self.s.recent_size
         if ready and before is not None and now is not None:
             threshold = max(before * ratio, before + min_increase)
             if now >= threshold:

@@ -249,8 +249,19 @@ class PoolExhaustionDetector(Detector):
                 self.active_pids.popitem(last=False)
 
     def _on_job(self, job: Job) -> None:
-        self._active("jobs", job.pid, job.ts or 0.0)
-        if job.state == "fail" and (job.error_class or job.error_message):
+        # hot path (every job line): _active inlined; a "start" line tells nothing more
+        pid = job.pid
+        if pid:
+            key = ("jobs", pid)
+            active = self.active_pids
+            active[key] = job.ts or 0.0
+            active.move_to_end(key)
+            if len(active) > 1000:
+                active.popitem(last=False)
+        state = job.state
+        if state == "start":
+            return
+        if state == "fail" and (job.error_class or job.error_message):
             signal = classify(job.error_class, job.error_message)
             if signal is not None:
                 if not self._paired_job_failure("job", job.pid, job.ts, job.jid, job.job_class, signal):

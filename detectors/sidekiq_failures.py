@@ -124,7 +124,7 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
         # echo of what the per-class incidents already say, not news worth a page of their own
         self.log_fail_at: Optional[float] = None
         self.log_dead_at: Optional[float] = None
-        self.durations = RollingBaseline(max_keys=s.max_problems, max_samples=200)
+        self.durations = RollingBaseline(max_keys=s.max_problems, max_samples=200, lazy_sort=True)  # read only for slow/stuck jobs
         self.outcomes = Outcomes(s.max_problems, s.spike_recent_jobs, s.spike_baseline_jobs)
         self.deploys = DeployMarkers(self.context.facts, max_keys=s.max_jobs_tracked)
         self._init_health()  # running jobs, processes, Redis and metric series
@@ -137,13 +137,18 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
             if self.now is None:
                 self.deploys.watch(ts)  # deploys only count as "before" what we watched
             self.now = ts
-            if self.failed:
+            failed = self.failed
+            # the oldest pending failure is first: settle only when it is old enough (hot path)
+            if failed and ts - next(iter(failed.values())).last_ts >= self.s.recovery_grace_s:
                 self._settle(ts, final=False)
         if isinstance(event, Job):
             self._touch(event)
             state = event.state
             if state == "start":
-                self._remember(self.running, (event.source, event.pid, event.tid), event)
+                running = self.running
+                running[(event.source, event.pid, event.tid)] = event
+                if len(running) > self.s.max_jobs_tracked:
+                    running.popitem(last=False)
             elif state == "done":
                 self._done(event)
             elif state == "fail":
@@ -179,23 +184,29 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
 
     # ----- jobs -----------------------------------------------------------------------------
     def _done(self, job: Job) -> None:
+        # hot path (every finished job): locals, and _check_slow only past its floor
         self.running.pop((job.source, job.pid, job.tid), None)
         cls = job.job_class
-        if job.ts is not None:
-            self.last_done[cls] = job.ts
-            if len(self.last_done) > self.s.max_problems:
-                self.last_done.pop(next(iter(self.last_done)))
+        ts = job.ts
+        if ts is not None:
+            last_done = self.last_done
+            last_done[cls] = ts
+            if len(last_done) > self.s.max_problems:
+                last_done.pop(next(iter(last_done)))
             self.outcomes.update(cls, False)
-        pending = self.failed.pop(job.jid, None) if job.jid else None
+        jid = job.jid
+        pending = self.failed.pop(jid, None) if jid else None
         if pending is not None:
             known = self.problems.get(pending.key)
             if known is not None:
                 known.recovered += 1
-        elif job.jid in self.settled:
-            self._late_recovery(job.jid)
-        if job.elapsed_s is not None and job.ts is not None:
-            self._check_slow(job)
-            self.durations.update(cls, job.elapsed_s, job.ts)
+        elif jid in self.settled:
+            self._late_recovery(jid)
+        elapsed = job.elapsed_s
+        if elapsed is not None and ts is not None:
+            if not elapsed < self.s.slow_min_s:  # the same test _check_slow starts with
+                self._check_slow(job)
+            self.durations.update(cls, elapsed, ts)
 
     def _fail(self, job: Job) -> None:
         self.log_fail_at = job.ts or self.log_fail_at

@@ -61,6 +61,18 @@ class Problem:
         return [t for t in self.times if now - window < t[0] <= now]
 
 
+class _Shares:
+    """One job class's outcomes (1 = failed): the recent window and the baseline behind it, with sums."""
+
+    __slots__ = ("recent", "recent_sum", "baseline", "baseline_sum")
+
+    def __init__(self) -> None:
+        self.recent: Deque[int] = deque()
+        self.recent_sum = 0
+        self.baseline: Deque[int] = deque()
+        self.baseline_sum = 0
+
+
 class Outcomes:
     """Per job class, the failed share of the last ``recent`` outcomes and of the ``baseline`` before them.
 
@@ -70,35 +82,39 @@ class Outcomes:
 
     def __init__(self, max_keys: int, recent: int = 20, baseline: int = 500) -> None:
         self.max_keys, self.recent_size, self.baseline_size = max_keys, recent, baseline
-        self._keys: "OrderedDict[str, List[object]]" = OrderedDict()  # key -> [recent deque, recent sum, baseline deque, baseline sum]
+        self._keys: "OrderedDict[str, _Shares]" = OrderedDict()
 
     def update(self, key: str, failed: bool) -> None:
         entry = self._keys.get(key)
         if entry is None:
-            entry = self._keys[key] = [deque(), 0, deque(), 0]
+            entry = self._keys[key] = _Shares()
             if len(self._keys) > self.max_keys:
                 self._keys.popitem(last=False)
-        recent, baseline = entry[0], entry[2]
-        value = 1 if failed else 0
-        recent.append(value)  # type: ignore[union-attr]
-        entry[1] += value  # type: ignore[operator]
-        if len(recent) > self.recent_size:  # type: ignore[arg-type]
-            old = recent.popleft()  # type: ignore[union-attr]
-            entry[1] -= old  # type: ignore[operator]
-            baseline.append(old)  # type: ignore[union-attr]
-            entry[3] += old  # type: ignore[operator]
-            if len(baseline) > self.baseline_size:  # type: ignore[arg-type]
-                entry[3] -= baseline.popleft()  # type: ignore[operator, union-attr]
+        recent = entry.recent
+        if failed:
+            recent.append(1)
+            entry.recent_sum += 1
+        else:
+            recent.append(0)
+        if len(recent) > self.recent_size:
+            old = recent.popleft()
+            baseline = entry.baseline
+            baseline.append(old)
+            if old:
+                entry.recent_sum -= old
+                entry.baseline_sum += old
+            if len(baseline) > self.baseline_size:
+                entry.baseline_sum -= baseline.popleft()
 
     def rates(self, key: str) -> Tuple[Optional[float], Optional[float], int]:
         """(recent failed share, baseline failed share, baseline size)."""
         entry = self._keys.get(key)
         if entry is None:
             return None, None, 0
-        recent, baseline = entry[0], entry[2]
-        r = entry[1] / len(recent) if recent else None  # type: ignore[operator, arg-type]
-        b = entry[3] / len(baseline) if baseline else None  # type: ignore[operator, arg-type]
-        return r, b, len(baseline)  # type: ignore[arg-type]
+        recent, baseline = entry.recent, entry.baseline
+        r = entry.recent_sum / len(recent) if recent else None
+        b = entry.baseline_sum / len(baseline) if baseline else None
+        return r, b, len(baseline)
 
 
 class FailedJob:

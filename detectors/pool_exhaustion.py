@@ -60,7 +60,7 @@ False-positive risks:
 """
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
 
@@ -69,6 +69,7 @@ from detectors.base import Detector, Settings
 from detectors.deploys import DeployMarkers
 from detectors.pool_exhaustion_metrics import PoolMetrics
 from detectors.pool_exhaustion_signals import Signal, classify
+from detectors.pool_exhaustion_state import Episode
 from detectors.pool_exhaustion_triage import triage_for
 
 SERVER_ORIGINS = frozenset({"postgres", "pgbouncer", "mysql"})
@@ -97,47 +98,6 @@ class PoolExhaustionSettings(Settings):
     max_request_seconds: int = 7200  # per-second request counters kept
     max_holders: int = 512
     max_keys_per_incident: int = 200  # distinct endpoints / job classes / pids counted
-
-class Episode:
-    """One incident in the making: errors of one pool kind, no gap longer than episode_gap_s."""
-
-    def __init__(self, key: Tuple[str, str, str], ts: float, cap: int) -> None:
-        self.key, self.first, self.last, self.cap = key, ts, ts, cap
-        self.app_count = self.server_count = 0
-        self.reported = 0
-        self.emitted_critical = False
-        # error times inside the sliding critical window, per side (app errors, server log lines)
-        self.windows: Dict[bool, Deque[float]] = {False: deque(), True: deque()}
-        self.window_max: Dict[bool, int] = {False: 0, True: 0}
-        self.by_origin: Counter = Counter()
-        self.endpoints: Counter = Counter()
-        self.job_classes: Counter = Counter()
-        self.pids: Counter = Counter()
-        self.wordings: Counter = Counter()
-        self.timeouts: Counter = Counter()
-        self.waited: List[float] = []  # [min, max] once seen
-        self.pool_sizes: Counter = Counter()
-        self.samples: List[Evidence] = []
-        self.failed_requests: List[Evidence] = []
-        self.failed_ms: List[float] = []
-        self.holders: List[Tuple[float, float, float, Dict[str, object], Evidence]] = []
-        self.metric_peak: Dict[str, float] = {}
-        self.exclusive_only = key[1] == "ActiveRecord::ExclusiveConnectionTimeoutError"
-
-    @property
-    def count(self) -> int:
-        return self.app_count or self.server_count
-
-    @property
-    def max_in_window(self) -> int:
-        return self.window_max[not self.app_count]
-
-    def bump(self, counter: Counter, key: str) -> None:
-        if key in counter or len(counter) < self.cap:
-            counter[key] += 1
-        else:
-            counter["(other)"] += 1
-
 
 class PoolExhaustionDetector(Detector):
     """Finds exhausted connection pools from error lines, job failures and pool metrics."""

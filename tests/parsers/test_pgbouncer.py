@@ -19,17 +19,12 @@ from agent.scan import iter_events
 from agent.timeparse import to_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "pgbouncer"
-from support import CORPUS  # noqa: E402
+from support import CORPUS, feed_lines  # noqa: E402
 FULL_LOG = CORPUS / "pgbadger" / "pgbouncer.1.21.log.gz"
 
 
 def feed(lines: Sequence[str]) -> List[Event]:
-    parser = PgBouncerParser("pgbouncer.log")
-    out: List[Event] = []
-    for n, line in enumerate(lines, 1):
-        out.extend(parser.feed(line, n))
-    out.extend(parser.finish())
-    return out
+    return feed_lines(PgBouncerParser("pgbouncer.log"), lines)
 
 
 def events_of(name: str) -> List[Event]:

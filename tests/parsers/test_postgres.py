@@ -22,7 +22,7 @@ from agent.scan import iter_events
 from agent.timeparse import to_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "postgres"
-from support import CORPUS  # noqa: E402
+from support import CORPUS, feed_lines  # noqa: E402
 
 
 def read(path: Path) -> List[str]:
@@ -32,12 +32,7 @@ def read(path: Path) -> List[str]:
 
 
 def feed(lines: Sequence[str], parser: PostgresParser = None) -> List[Event]:  # type: ignore[assignment]
-    parser = parser or PostgresParser("test.log")
-    out: List[Event] = []
-    for n, line in enumerate(lines, 1):
-        out.extend(parser.feed(line, n))
-    out.extend(parser.finish())
-    return out
+    return feed_lines(parser or PostgresParser("test.log"), lines)
 
 
 def events_of(name: str) -> List[Event]:

@@ -18,16 +18,11 @@ from agent.scan import iter_events
 from agent.timeparse import to_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "puma"
-from support import require  # noqa: E402
+from support import feed_lines, require  # noqa: E402
 
 
 def feed(lines: Sequence[str], parser: PumaParser = None) -> List[Event]:  # type: ignore[assignment]
-    parser = parser or PumaParser("puma.log")
-    out: List[Event] = []
-    for n, line in enumerate(lines, 1):
-        out.extend(parser.feed(line, n))
-    out.extend(parser.finish())
-    return out
+    return feed_lines(parser or PumaParser("puma.log"), lines)
 
 
 def events_of(name: str) -> List[Event]:

@@ -14,17 +14,13 @@ from agent.events import Error, Event, Request, Sql
 from agent.parsers.rails import LogrageParser, RailsParser
 from agent.scan import iter_events
 from agent.timeparse import to_iso
+from support import feed_lines
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "rails"
 
 
 def parse_lines(lines: List[str], parser=None) -> List[Event]:
-    parser = parser or RailsParser("test.log")
-    out: List[Event] = []
-    for n, line in enumerate(lines, 1):
-        out.extend(parser.feed(line, n))
-    out.extend(parser.finish())
-    return out
+    return feed_lines(parser or RailsParser("test.log"), lines)
 
 
 def events_of(name: str) -> List[Event]:

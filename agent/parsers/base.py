@@ -11,7 +11,7 @@ still in) and returns the share of them that this format recognises, 0.0 to 1.0.
 from __future__ import annotations
 
 import re
-from typing import ClassVar, List, Optional, Sequence
+from typing import Callable, ClassVar, List, Optional, Sequence
 
 from agent.events import Event
 
@@ -46,13 +46,13 @@ class Parser:
         return NOTHING
 
 
-def share(lines: Sequence[str], pattern: "re.Pattern[str]") -> float:
-    """Share of non-blank lines that ``pattern`` matches at their start."""
+def share(lines: Sequence[str], test: Callable[[str], object]) -> float:
+    """Share of non-blank lines for which ``test`` is true (a compiled pattern's ``.match`` will do)."""
     seen = hits = 0
     for line in lines:
         if not line.strip():
             continue
         seen += 1
-        if pattern.match(line):
+        if test(line):
             hits += 1
     return hits / seen if seen else 0.0

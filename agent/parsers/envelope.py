@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from typing import Callable, List, Optional, Sequence, Tuple
 
+from agent.parsers.base import share
 from agent.timeparse import parse_iso, parse_syslog
 
 
@@ -30,8 +31,7 @@ class Envelope:
         return line[m.end():], self._ts(m, year)
 
     def share(self, lines: Sequence[str]) -> float:
-        seen = [l for l in lines if l.strip()]
-        return sum(1 for l in seen if self.pattern.match(l)) / len(seen) if seen else 0.0
+        return share(lines, self.pattern.match)
 
 
 ENVELOPES: List[Envelope] = [

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional
 
 from agent.events import Request
 from agent.timeparse import parse_iso
@@ -76,13 +76,3 @@ def to_request(fields: Dict[str, object], ts: Optional[float], source: str, line
         allocations=_int(fields.get("allocations")), error=str(fields.get("error") or ""), pid=pid,
     )
 
-
-def share_of_messages(lines: Sequence[str], message_of) -> float:  # type: ignore[no-untyped-def]
-    seen = hits = 0
-    for line in lines:
-        if not line.strip():
-            continue
-        seen += 1
-        if looks_like(message_of(line)):
-            hits += 1
-    return hits / seen if seen else 0.0

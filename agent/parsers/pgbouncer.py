@@ -21,7 +21,7 @@ import re
 from typing import List, Optional, Sequence, Tuple
 
 from agent.events import Error, Event, Metric
-from agent.parsers.base import NOTHING, Parser
+from agent.parsers.base import NOTHING, Parser, share
 from agent.parsers.postgres_fields import local_ts
 
 LINE = re.compile(
@@ -49,6 +49,14 @@ METRIC_AVG = re.compile(r"([a-z]+)(?: time)? (\d+) us$")
 MAX_MESSAGE_CHARS = 1000
 
 
+def _is_pgbouncer_line(line: str) -> bool:
+    m = LINE.match(line)
+    if m is None:
+        return False
+    bracketed_pid = m[1] is not None and line[len(m[1]) + 1 : len(m[1]) + 2] == "["
+    return bracketed_pid or any(b in m[4][:48] for b in PGBOUNCER_BODY)
+
+
 class PgBouncerParser(Parser):
     """Pool-limit errors and ``stats:`` telemetry from a PgBouncer log."""
 
@@ -61,19 +69,7 @@ class PgBouncerParser(Parser):
 
     @classmethod
     def sniff(cls, lines: Sequence[str]) -> float:
-        seen = hits = 0
-        for line in lines:
-            if not line.strip():
-                continue
-            seen += 1
-            m = LINE.match(line)
-            if m is None:
-                continue
-            body = m[4]
-            bracketed_pid = m[1] is not None and line[len(m[1]) + 1 : len(m[1]) + 2] == "["
-            if bracketed_pid or any(b in body[:48] for b in PGBOUNCER_BODY):
-                hits += 1
-        return hits / seen if seen else 0.0
+        return share(lines, _is_pgbouncer_line)
 
     def feed(self, line: str, lineno: int, ts_hint: Optional[float] = None) -> List[Event]:
         if "closing because: " in line:

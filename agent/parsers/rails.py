@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from agent.events import Bullet, Error, Event, Request, Sql
 from agent.parsers import lograge
-from agent.parsers.base import NOTHING, Parser, strip_ansi
+from agent.parsers.base import NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
     ACTIVEJOB_ERROR, ADDITION, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES, NO_TAGS,
@@ -443,5 +443,5 @@ class LogrageParser(RailsParser):
 
         # a lograge file still carries Rails lines (FATAL blocks, boot lines): a share of
         # lograge requests is enough, scaled so it beats the plain Rails reading of the file
-        found = lograge.share_of_messages(lines, message_of)
+        found = share(lines, lambda line: lograge.looks_like(message_of(line)))
         return min(1.0, found * 4) if found else 0.0

@@ -22,7 +22,7 @@ import re
 from typing import Any, Dict, List, Optional, Sequence
 
 from agent.events import Error, Event, Request
-from agent.parsers.base import NOTHING, Parser
+from agent.parsers.base import NOTHING, Parser, share
 from agent.timeparse import parse_iso
 
 REQUEST_ID = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{15,}$")
@@ -37,14 +37,8 @@ class SemanticLoggerParser(Parser):
 
     @classmethod
     def sniff(cls, lines: Sequence[str]) -> float:
-        seen = hits = 0
-        for line in lines:
-            if not line.strip():
-                continue
-            seen += 1
-            if line[:1] == "{" and '"level_index":' in line and ('"timestamp":' in line or '"time":' in line):
-                hits += 1
-        return hits / seen if seen else 0.0
+        return share(lines, lambda line: line[:1] == "{" and '"level_index":' in line
+                     and ('"timestamp":' in line or '"time":' in line))
 
     def feed(self, line: str, lineno: int, ts_hint: Optional[float] = None) -> List[Event]:
         if line[:1] != "{":

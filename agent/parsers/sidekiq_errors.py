@@ -77,26 +77,39 @@ class SidekiqErrorGrouping(Parser):
     def _error(self, ts: Optional[float], pid: str, level: str, line: str, lineno: int) -> Error:
         return Error(ts=ts, source=self.source, line=lineno, raw=line, origin="sidekiq", level=level, pid=pid)
 
+    def _take_line(
+        self, rec: Optional[HeldRecord], key: Tuple[str, str], complete: bool, ts: Optional[float], pid: str, level: str,
+        line: str, lineno: int,
+    ) -> Tuple[HeldRecord, List[Event]]:
+        """Add an error-handler line to the thread's held record, or start one when there is
+        none or the held one is ``complete`` (this line belongs to another failure)."""
+        out: List[Event] = NOTHING
+        if rec is not None and complete:
+            out = self._release(key)
+            rec = None
+        if rec is None:
+            rec = HeldRecord(self._error(ts, pid, level, line, lineno), line, lineno)
+            self._hold(key, rec)
+        else:
+            rec.add_line(line, lineno)
+        return rec, out
+
+    @staticmethod
+    def _other_job(rec: Optional[HeldRecord], jid: str) -> bool:
+        """Is the held record complete, or about another job than ``jid``?"""
+        return rec is not None and (rec.has_error or bool(jid and getattr(rec.event, "jid", "") not in ("", jid)))
+
     # ----- attaching the error handler's records ------------------------------------------
     def _error_record(
         self, rec: Optional[HeldRecord], key: Tuple[str, str], ts: Optional[float], pid: str, level: str, msg: str, line: str, lineno: int
     ) -> Optional[List[Event]]:
         """Attach a 4.x-7.x error-handler record (job hash, ``Class: message``, backtrace); None if it is none."""
-        first = msg[:1]
-        out: List[Event] = NOTHING
-        if first == "{":
+        if msg[:1] == "{":
             if '"context"' not in msg[:60] and ":context" not in msg[:60]:
                 return None
             fields = job_hash(msg)
             jid = str(fields.get("jid") or "")
-            if rec is not None and (rec.has_error or (jid and getattr(rec.event, "jid", "") not in ("", jid))):
-                out = self._release(key)
-                rec = None
-            if rec is None:
-                rec = HeldRecord(self._error(ts, pid, level, line, lineno), line, lineno)
-                self._hold(key, rec)
-            else:
-                rec.add_line(line, lineno)
+            rec, out = self._take_line(rec, key, self._other_job(rec, jid), ts, pid, level, line, lineno)
             self._apply_job_hash(rec.event, fields)
             return out
         if is_frame(msg):
@@ -110,14 +123,7 @@ class SidekiqErrorGrouping(Parser):
         m = ERROR_LINE.match(msg)
         if m is None or not any(ch.islower() for ch in m.group(1)):  # "WARNING: …" is not an exception class
             return None
-        if rec is not None and rec.has_error:
-            out = self._release(key)
-            rec = None
-        if rec is None:
-            rec = HeldRecord(self._error(ts, pid, level, line, lineno), line, lineno)
-            self._hold(key, rec)
-        else:
-            rec.add_line(line, lineno)
+        rec, out = self._take_line(rec, key, rec is not None and rec.has_error, ts, pid, level, line, lineno)
         self._set_error(rec, m.group(1), m.group(2))
         self._open = rec  # a multi-line message continues on unprefixed lines
         return out
@@ -134,15 +140,7 @@ class SidekiqErrorGrouping(Parser):
         elif isinstance(job, str):
             info = dict(job_fields(job))
         jid = str(info.get("jid") or "")
-        out: List[Event] = NOTHING
-        if rec is not None and (rec.has_error or (jid and getattr(rec.event, "jid", "") not in ("", jid))):
-            out = self._release(key)
-            rec = None
-        if rec is None:
-            rec = HeldRecord(self._error(ts, pid, "INFO", line, lineno), line, lineno)
-            self._hold(key, rec)
-        else:
-            rec.add_line(line, lineno)
+        rec, out = self._take_line(rec, key, self._other_job(rec, jid), ts, pid, "INFO", line, lineno)
         self._apply_job_hash(rec.event, info)
         lead = LEAD_FRAME.match(msg)
         if lead is not None:  # full_message (development, or DEBUG level): backtrace on "\tfrom" lines

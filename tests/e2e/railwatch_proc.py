@@ -31,6 +31,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import requests
 
+from agent.cli_daemon import to_toml
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 def free_port() -> int:
@@ -109,35 +111,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
         time.sleep(interval)
 
 
-# --------------------------------------------------------------------------- TOML (flat enough)
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join("%s = %s" % (k, _toml_value(x)) for k, x in v.items()) + " }"
-    return json.dumps(str(v))  # a JSON string is a valid TOML basic string
-
-
-def to_toml(tables: Dict[str, Any]) -> str:
-    """``{"app": {...}, "sources": [{...}], "collectors.puma": {...}}`` -> TOML text."""
-    out = []  # type: List[str]
-    for name, body in tables.items():
-        if isinstance(body, list):
-            for item in body:
-                out.append("[[%s]]" % name)
-                out.extend("%s = %s" % (k, _toml_value(v)) for k, v in item.items())
-                out.append("")
-        else:
-            out.append("[%s]" % name)
-            out.extend("%s = %s" % (k, _toml_value(v)) for k, v in body.items())
-            out.append("")
-    return "\n".join(out)
-
-
 # --------------------------------------------------------------------------- the agent process
 class RailwatchAgent:
     """One ``railwatch run`` subprocess with its own state dir, config and metrics port."""
@@ -178,10 +151,10 @@ class RailwatchAgent:
         tables["sources"] = [{"path": p, "start": "beginning"} for p in self.logs]
         tables["state"] = {"dir": self.state_dir}
         tables["limits"] = {"checkpoint_interval_s": 1.0}
-        for name, body in self.collectors.items():
-            tables["collectors." + name] = body
-        for name, body in self.sinks.items():
-            tables["sinks." + name] = body
+        if self.collectors:
+            tables["collectors"] = dict(self.collectors)
+        if self.sinks:
+            tables["sinks"] = dict(self.sinks)
         if self.incident_settings:
             tables["incidents"] = self.incident_settings
         tables.update(self.extra)
@@ -190,7 +163,7 @@ class RailwatchAgent:
     def write_config(self) -> str:
         os.makedirs(self.state_dir, exist_ok=True)
         with open(self.config_path, "w", encoding="utf-8") as f:
-            f.write(to_toml(self.config_tables()))
+            f.write(to_toml(self.config_tables()))  # the writer `railwatch config show` uses
         return self.config_path
 
     def argv(self) -> List[str]:

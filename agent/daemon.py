@@ -104,7 +104,7 @@ class Daemon:
 
     def _build_pipeline(self, old: Optional[Pipeline]) -> Pipeline:
         from agent.appfacts import load_app_facts
-        from agent.scan import build_detectors
+        from detectors import build_detectors
         from detectors.base import AppFacts
 
         c = self.config

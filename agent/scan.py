@@ -26,8 +26,8 @@ from agent.parsers import BY_NAME, MIN_SNIFF_SCORE, Parser, sniff
 from agent.parsers.envelope import ENVELOPES, Envelope
 from agent.pipeline import Pipeline
 from agent.sources.files import STDIN, InputFile, ReadStats, expand, group_files, read_batches
-from detectors import REGISTRY
-from detectors.base import AppFacts, DetectorContext, Settings
+from detectors import UnknownDetector, build_detectors
+from detectors.base import AppFacts, Settings
 
 SNIFF_LINES = 64
 MERGE_BATCH = 4096  # merged events handed to the pipeline at a time
@@ -55,7 +55,7 @@ class ScanResult:
 
 
 class UsageError(ValueError):
-    """Bad arguments (unknown detector or format): exit status 2."""
+    """Bad arguments (unknown format, --jobs < 1): exit status 2."""
 
 
 def choose_format(sample: Sequence[str], forced: Optional[str]) -> Tuple[Optional[Type[Parser]], Optional[Envelope]]:
@@ -221,16 +221,6 @@ def _within(event: Event, since: Optional[float], until: Optional[float]) -> boo
     return not ((since is not None and ts < since) or (until is not None and ts > until))
 
 
-def build_detectors(names: Optional[Sequence[str]], facts: AppFacts, settings: Optional[Dict[str, Settings]] = None) -> list:  # type: ignore[type-arg]
-    chosen = list(names) if names else list(REGISTRY)
-    unknown = [n for n in chosen if n not in REGISTRY]
-    if unknown:
-        raise UsageError(f"unknown detector {unknown[0]!r}; choose from: {', '.join(REGISTRY) or '(none)'}")
-    context = DetectorContext(facts=facts)
-    settings = settings or {}
-    return [REGISTRY[n](settings.get(n), context) for n in chosen]
-
-
 def scan(
     paths: Sequence[str],
     detectors: Optional[Sequence[str]] = None,
@@ -253,7 +243,10 @@ def scan(
         raise UsageError(f"unknown log format {log_format!r}; choose from: {', '.join(BY_NAME)}")
     if jobs < 1:
         raise UsageError("--jobs must be 1 or more")
-    instances = build_detectors(detectors, facts, settings)
+    try:
+        instances = build_detectors(detectors, facts, settings)
+    except UnknownDetector as exc:
+        raise UsageError(str(exc)) from None
     errors: List[str] = []
 
     def problem(message: str) -> None:

@@ -73,7 +73,8 @@ def _count_bytes(n: int) -> None:
 def _scan_group(task: _Task):  # type: ignore[no-untyped-def]
     """Worker side: one log through its own pipeline."""
     from agent.pipeline import Pipeline
-    from agent.scan import FileReport, build_detectors, run_groups
+    from agent.scan import FileReport, run_groups
+    from detectors import build_detectors
 
     errors: List[str] = []
     reports = {f.path: FileReport(f.path) for f in task.members}

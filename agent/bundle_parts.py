@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, IO, List, Optional, Sequence, Tuple
 
 from agent.clock import Clock
 from agent.incidents.model import Incident, IncidentUpdate
+from agent.scrub import recorded_in, scrub_cmdline
 from agent.timeparse import to_iso
 from detectors.base import AppFacts
 
@@ -90,7 +91,7 @@ def evidence_files(evidence: Sequence[Dict[str, Any]], context: int, max_scan_by
             # the recorded text may be cut (Evidence caps it) or lack an envelope prefix: compare a probe
             probe = text.split("\n", 1)[0].replace(" …[cut]", "")[:200].strip()
             got = lines.get(at, "")
-            if got and probe and probe not in got:
+            if got and probe and not recorded_in(probe, got):  # recorded text is scrubbed, the file is not
                 out.append(f"## line {at}: the file changed since (rotated or truncated?); evidence as recorded:")
                 out += [f"> {at:>7} | {t}" for t in text.split("\n")]
             elif start in lines or at in lines:
@@ -219,7 +220,7 @@ def snapshot_processes(clock: Optional[Clock] = None, sample_seconds: float = 0.
     errors: List[str] = []
     found = []
     for p in psutil.process_iter(["pid", "cmdline", "name"]):
-        cmd = " ".join(p.info.get("cmdline") or []) or (p.info.get("name") or "")
+        cmd = " ".join(scrub_cmdline(p.info.get("cmdline") or [])) or (p.info.get("name") or "")
         role = _role(cmd)
         if role:
             try:

@@ -73,7 +73,9 @@ def test_real_rails_log_lines_without_secrets_come_through_unchanged():
     for path in sorted(RAILS.glob("*.log")):
         for line in path.read_text(errors="replace").splitlines():
             out, counts = scrub(line)
-            if out != line and not set(counts) <= {"email", "rails_parameter"}:
+            # a cut authenticity token ("qwPv...) escapes the Parameters rule but not the entropy one
+            allowed = {"email", "rails_parameter"} | ({"high_entropy"} if "authenticity_token" in line else set())
+            if out != line and not set(counts) <= allowed:
                 changed.append((path.name, counts, line[:120]))
     assert changed == []
 

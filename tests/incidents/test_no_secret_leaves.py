@@ -10,7 +10,7 @@ from pathlib import Path
 from agent.bundle import BundleBuilder
 from agent.events import Evidence, Finding, Triage
 from agent.incidents import Deliverer, IncidentManager, IncidentStore
-from agent.scrub import scrub_finding
+from agent.scrub import scrub_cmdline, scrub_finding
 from agent.sinks import build_sink
 from agent.testing import FakeClock
 from detectors.base import AppFacts
@@ -54,7 +54,11 @@ def test_no_planted_secret_reaches_the_store_bundles_sinks_or_files(tmp_path, ta
     store = IncidentStore(str(state), clock)
     app = AppFacts(root=str(SECRETS / "app"), revision="0f3c9a1")
     bundler = BundleBuilder(str(state), clock, facts=app, agent_config=str(SECRETS / "agent.toml"),
-                            snapshot=lambda: {"processes": [{"cmdline": "puma --dsn postgres://app:FAKEpgPW-url-1@db/app"}]},
+                            snapshot=lambda: {"processes": [
+                                {"cmdline": "puma --dsn postgres://app:FAKEpgPW-url-1@db/app"},
+                                # what snapshot_processes records: argv through scrub_cmdline
+                                {"cmdline": " ".join(scrub_cmdline(["pumactl", "--control-token", "FAKEsnapshotCtlToken01",
+                                                                    "--redis-password=FAKEsnapshotRedisPW01"]))}]},
                             updates=store.updates_for)
     manager = IncidentManager(store, clock, list(sinks), host="web-1", bundler=bundler)
     (update,) = manager.observe([planted_finding()])

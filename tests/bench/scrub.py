@@ -1,6 +1,6 @@
 """One scrub pass over adversarial 64 KiB lines, per shape (not a test: run it by hand).
 
-    PYTHONPATH=$PWD python tests/bench_scrub.py
+    PYTHONPATH=$PWD python tests/bench/scrub.py
 
 Each shape repeats a fragment that starts (or nearly completes) some rule's match, so a
 pattern with overlapping quantifiers would go quadratic or worse here.

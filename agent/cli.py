@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from typing import List, Optional, Tuple
 
 import click
 
 from agent import __version__
 from agent.parsers import BY_NAME
-from agent.timeparse import parse_iso
+from agent.timeparse import parse_duration, parse_iso
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -22,13 +23,19 @@ def _say(message: str) -> None:
 
 
 def _parse_time(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[float]:
+    """An ISO-8601 time, or a duration (``1h``, ``2h30m``) meaning that long before the wall clock now."""
     if value is None:
         return None
-    ts = parse_iso(value.strip())
-    if ts is None and len(value.strip()) == 10:
-        ts = parse_iso(value.strip() + "T00:00:00")
+    text = value.strip()
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    ts = parse_iso(text)
+    if ts is None and len(text) == 10:
+        ts = parse_iso(text + "T00:00:00")
     if ts is None:
-        raise click.BadParameter("expected an ISO-8601 time such as 2026-11-26T10:00:00Z or 2026-11-26")
+        raise click.BadParameter("expected an ISO-8601 time (2026-11-26T10:00:00Z, 2026-11-26) or a duration before now (90s, 15m, 2h30m, 2d)")
     return ts
 
 
@@ -44,7 +51,7 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True, help="Report format.")
 @click.option("--detector", "detectors", multiple=True, metavar="NAME", help="Run only this detector (repeatable).")
 @click.option("--log-format", type=click.Choice(sorted(BY_NAME)), default=None, help="Force the log format instead of sniffing it per file.")
-@click.option("--since", callback=_parse_time, metavar="TIME", help="Ignore events before this time (ISO-8601, UTC if no zone).")
+@click.option("--since", callback=_parse_time, metavar="TIME", help="Ignore events before this time: ISO-8601 (UTC if no zone) or a duration before now (1h, 2h30m, 2d).")
 @click.option("--until", "until_", callback=_parse_time, metavar="TIME", help="Ignore events after this time.")
 @click.option("--fail-on", type=click.Choice(["critical", "warning", "never"]), default="critical", show_default=True,
               help="Exit 1 when an incident of this severity or worse is found.")
@@ -99,6 +106,9 @@ def scan(
     finally:
         if progress:
             progress.done()
+    if not result.files or all(f.format == "unknown" for f in result.files):
+        _say("nothing could be scanned")  # only the errors: an empty report would read as "all clear"
+        sys.exit(EXIT_USAGE)
     if open_incidents:
         _open_incidents(result, state_dir or "/var/lib/railwatch", config_path, facts)
     # secrets never leave the host unscrubbed: reports get scrubbed copies of the findings
@@ -116,9 +126,6 @@ def scan(
             fh.write(text)
     else:
         click.echo(text, nl=False)
-    if not result.files or all(f.format == "unknown" for f in result.files):
-        _say("nothing could be scanned")
-        sys.exit(EXIT_USAGE)
     sys.exit(_exit_status(result.incidents, fail_on))
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import click
 
-from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, apply_overrides, effective, parse, read_toml
+from agent import tomlwrite
+from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, apply_overrides, effective, parse, read_toml, tomllib
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -92,11 +93,11 @@ def config() -> None:
 
 
 @config.command("check")
-@click.argument("path", type=click.Path(dir_okay=False))
+@click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
 def check(path: str) -> None:
-    """Validate a configuration file: every problem is listed with its key (exit 2)."""
+    """Validate a configuration file ("-" reads stdin): every problem is listed with its key (exit 2)."""
     try:
-        cfg = parse(read_toml(path), origin=path)
+        cfg = parse(_read_toml_or_stdin(path), origin=path if path != "-" else "")
     except ConfigError as exc:
         _fail(exc)
         return
@@ -108,11 +109,17 @@ def check(path: str) -> None:
 
 @config.command("show")
 @click.argument("path", type=click.Path(dir_okay=False), required=False)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="The same as PATH (as for run, whose hint names it).")
 @click.option("--app", "app_dir", type=click.Path(file_okay=False), default=None, help="As for run.")
 @click.option("--log", "logs", multiple=True, metavar="PATH", help="As for run.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="As for run.")
-def show(path: Optional[str], app_dir: Optional[str], logs: Tuple[str, ...], state_dir: Optional[str]) -> None:
+def show(path: Optional[str], config_path: Optional[str], app_dir: Optional[str], logs: Tuple[str, ...],
+         state_dir: Optional[str]) -> None:
     """Print the effective configuration (defaults filled in, logs discovered, secrets masked)."""
+    if path and config_path and path != config_path:
+        raise click.UsageError(f"two configurations given: {path} and --config {config_path}")
+    path = path or config_path
     try:
         cfg, _ = _config_from(path, app_dir, logs, state_dir)
     except ConfigError as exc:
@@ -121,47 +128,15 @@ def show(path: Optional[str], app_dir: Optional[str], logs: Tuple[str, ...], sta
     click.echo(to_toml(effective(cfg)), nl=False)
 
 
+def _read_toml_or_stdin(path: str) -> Dict[str, Any]:
+    if path != "-":
+        return read_toml(path)
+    try:
+        return tomllib.loads(sys.stdin.read())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"-: not valid TOML ({exc})"]) from None
+
+
 def to_toml(data: Dict[str, Any]) -> str:
-    """TOML for the plain tables ``effective`` returns (strings, numbers, lists, tables)."""
-    lines: List[str] = []
-    _emit(data, [], lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _emit(table: Dict[str, Any], path: List[str], lines: List[str]) -> None:
-    scalars = {k: v for k, v in table.items() if not isinstance(v, dict) and not _table_list(v)}
-    if path and (scalars or not table):
-        lines.append("")
-        lines.append(f"[{'.'.join(_key(p) for p in path)}]")
-    for key, value in scalars.items():
-        lines.append(f"{_key(key)} = {_value(value)}")
-    for key, value in table.items():
-        if isinstance(value, dict):
-            _emit(value, path + [key], lines)
-        elif _table_list(value):
-            for item in value:
-                lines.append("")
-                lines.append(f"[[{'.'.join(_key(p) for p in path + [key])}]]")
-                for k, v in item.items():
-                    lines.append(f"{_key(k)} = {_value(v)}")
-
-
-def _table_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
-
-
-def _key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _value(key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if value is None:
-        return '""'
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{text}"'
+    """TOML for the plain tables ``effective`` returns (written by tomli-w: it parses back)."""
+    return tomlwrite.dumps(data)

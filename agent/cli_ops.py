@@ -120,7 +120,7 @@ def init_config(app_dir: str, rails_env: str, state_dir: str, output: Optional[s
 
 def render_config(root: str, env: str, state_dir: str, logs: List[str], notes: List[str]) -> str:
     """A small, valid config: the app, the state dir and what was discovered; the rest commented."""
-    toml_value = json.dumps  # a JSON string is a valid TOML basic string
+    from agent.tomlwrite import value as toml_value  # tomli-w quotes it (json.dumps escapes an emoji as invalid TOML)
     app = app_dirs(root)[0]
     lines = [
         f"# railwatch configuration for {root}",

@@ -28,14 +28,10 @@ def parse_iso(text: str) -> Optional[float]:
     if key == _last_key:
         epoch = _last_epoch
     else:
-        try:
-            epoch = calendar.timegm(
-                (int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6]), 0, 0, 0)
-            )
-        except (ValueError, OverflowError):
+        fields = (int(m[1]), int(m[2]), int(m[3]), int(m[4]), int(m[5]), int(m[6]))
+        if not _valid(*fields):
             return None
-        if not (1 <= int(m[2]) <= 12 and 1 <= int(m[3]) <= 31):
-            return None
+        epoch = calendar.timegm(fields + (0, 0, 0))
         _last_key, _last_epoch = key, epoch
     frac = m[7]
     value = float(epoch) + (int(frac) / 10 ** len(frac) if frac else 0.0)
@@ -43,9 +39,20 @@ def parse_iso(text: str) -> Optional[float]:
     if zone and zone not in ("Z", "UTC"):
         sign = -1 if zone[0] == "-" else 1
         digits = zone[1:].replace(":", "")
-        offset = int(digits[:2]) * 3600 + (int(digits[2:4]) * 60 if len(digits) >= 4 else 0)
-        value -= sign * offset
+        hours, minutes = int(digits[:2]), (int(digits[2:4]) if len(digits) >= 4 else 0)
+        if hours > 23 or minutes > 59:
+            return None
+        value -= sign * (hours * 3600 + minutes * 60)
     return value
+
+
+def _valid(year: int, month: int, day: int, hour: int, minute: int, second: int) -> bool:
+    """A real calendar date and clock time (timegm itself would read Feb 30 as Mar 2).
+
+    Second 60 is a leap second, which ISO 8601 allows; it counts as the next second."""
+    if not (1 <= month <= 12 and 1 <= year):
+        return False
+    return 1 <= day <= calendar.monthrange(year, month)[1] and hour <= 23 and minute <= 59 and second <= 60
 
 
 _MONTHS = {m: i for i, m in enumerate(("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
@@ -69,3 +76,19 @@ def to_iso(ts: Optional[float]) -> Optional[str]:
         return None
     dt = datetime.fromtimestamp(ts, tz=timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile(r"\s*(?:(\d+(?:\.\d+)?)\s*d)?\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*", re.I)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration as people type it: ``90s``, ``15m``, ``2h30m``, ``2d``, ``1.5h``.
+
+    Units are d, h, m, s, largest first, each at most once; a bare number has no unit and
+    is refused. Raises ValueError with a one-line message for anything else."""
+    m = _DURATION.fullmatch(text)
+    if m is None or not any(m.groups()):
+        raise ValueError(f"not a duration: {text!r} (expected e.g. 90s, 15m, 2h30m, 2d)")
+    return sum(float(n) * _DURATION_UNITS[u] for n, u in zip(m.groups(), "dhms") if n)
+

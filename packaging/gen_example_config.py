@@ -13,18 +13,18 @@ line to uncomment; uncommenting all of them gives a configuration agent.config a
 from __future__ import annotations
 
 import inspect
-import json
 import os
 import re
 import sys
 from dataclasses import MISSING, fields
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 EXAMPLE = os.path.join(HERE, "railwatch.example.toml")
 sys.path.insert(0, os.path.dirname(HERE))
 
 from agent import config as C  # noqa: E402
+from agent import tomlwrite  # noqa: E402
 from agent.incidents.lifecycle import LifecycleSettings  # noqa: E402
 from detectors import REGISTRY  # noqa: E402
 
@@ -93,17 +93,8 @@ def field_comments(cls: Any) -> Dict[str, str]:
 
 
 def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no TOML for {value!r}")
+    """One value on one line (the lines are commented out), quoted by tomli-w."""
+    return tomlwrite.value(value)
 
 
 def default_of(f: Any) -> Any:

@@ -1,7 +1,6 @@
 """Helpers shared by the tests (tests/ is on pytest's pythonpath; this is not a test module)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, List
 
@@ -12,16 +11,14 @@ from agent.parsers.base import Parser
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "logs"
-# The shared corpus lives beside the repository (as in CI), unless RAILWATCH_CORPUS says otherwise.
-CORPUS = Path(os.environ.get("RAILWATCH_CORPUS") or REPO.parent / "shared" / "corpus")
+# The real-log corpus, copied into the repository (PROVENANCE.md there) so a fresh clone runs every test.
+CORPUS = FIXTURES.parent / "corpus"
 
 
 def require(path: Path) -> Path:
-    """A data file a test needs: skip with one line locally when absent, fail in CI."""
+    """A data file a test needs: its absence is a failure (the data ships with the repository)."""
     if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"missing test data: {path}")
-        pytest.skip(f"test data not found: {path}")
+        pytest.fail(f"missing test data: {path} (tests/fixtures ships it; is the clone complete?)")
     return path
 
 
@@ -34,7 +31,7 @@ def feed_lines(parser: Parser, lines: Iterable[str]) -> List[Event]:
     return out
 
 
-#: the format every file of the shared corpus must be recognised as ("unknown": reported, skipped)
+#: the format every file of the corpus must be recognised as ("unknown": reported, skipped)
 CORPUS_FORMATS = {
     "chatwoot/bullet.log": "bullet",
     "pgbadger/anonymize.log": "postgres",
@@ -72,5 +69,5 @@ CORPUS_FORMATS = {
     "request-log-analyzer/syslog_1x.log": "unknown",
     "select_rails_log/overlapped.log": "rails",
     "select_rails_log/simple.log": "rails",
-    "sidekiq_log_analyzer/sidekiq.log": "sidekiq",
+    "sidekiq_log_analyzer/sidekiq.log.gz": "sidekiq",  # the corpus' sidekiq.log, gzipped
 }

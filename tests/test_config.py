@@ -196,14 +196,19 @@ def test_config_show_prints_the_effective_config_with_secrets_masked(tmp_path):
         assert secret not in text, secret
     assert 'dsn = "postgresql://app:********@db.internal:5432/app_production"' in text
     assert "[detectors.pool_exhaustion]" in text and "critical_errors = 5" in text
-    assert "[[sources]]" in text and 'listen = "0.0.0.0:9500"' in text
+    assert 'listen = "0.0.0.0:9500"' in text
     from agent.config import tomllib  # the stdlib's, or the tomli backport on Python < 3.11
 
-    assert tomllib.loads(text)["limits"]["checkpoint_interval_s"] == 1.5  # the output is TOML again
+    shown = tomllib.loads(text)  # the output is TOML again
+    assert shown["limits"]["checkpoint_interval_s"] == 1.5
+    assert [s["format"] for s in shown["sources"]] == ["", "postgres"]  # "": sniffed
 
 
 def test_to_toml_quotes_keys_that_need_it():
-    assert to_toml({"a": {"b c": 1, "ok": [1, 2], "s": 'x"y'}}) == '[a]\n"b c" = 1\nok = [1, 2]\ns = "x\\"y"\n'
+    from agent.config import tomllib
+
+    data = {"a": {"b c": 1, "ok": [1, 2], "s": 'x"y'}}
+    assert '"b c" = 1' in to_toml(data) and tomllib.loads(to_toml(data)) == data
 
 
 def test_a_control_app_whose_port_comes_from_the_environment_is_not_guessed(tmp_path):

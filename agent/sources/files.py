@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import glob
 import gzip
+import io
 import lzma
 import os
 import re
@@ -120,7 +121,7 @@ def group_files(files: List[InputFile]) -> Dict[str, List[InputFile]]:
 def open_binary(path: str) -> BinaryIO:
     """Open plain, gzip, bzip2 or xz by magic number (names lie); stdin for "-"."""
     if path == STDIN:
-        return sys.stdin.buffer
+        return _stdin_by_magic(sys.stdin.buffer)
     raw = open(path, "rb")
     magic = raw.read(6)
     raw.seek(0)
@@ -134,6 +135,43 @@ def open_binary(path: str) -> BinaryIO:
         raw.close()
         return lzma.open(path, "rb")  # type: ignore[return-value]
     return raw
+
+
+def _stdin_by_magic(stdin: BinaryIO) -> BinaryIO:
+    """stdin decompressed when it starts with a gzip, bzip2 or xz magic number (``zcat``-free pipes).
+
+    A pipe cannot seek back, so the bytes read to look at the magic are put back in front."""
+    head = stdin.read(6)  # blocks until 6 bytes or end of input: a short first write cannot hide the magic
+    stream = io.BufferedReader(_Rejoined(head, stdin), CHUNK)
+    if head[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[return-value]
+    if head[:3] == b"BZh":
+        return bz2.BZ2File(stream, "rb")  # type: ignore[return-value]
+    if head[:6] == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(stream, "rb")  # type: ignore[return-value]
+    return stream  # type: ignore[return-value]
+
+
+class _Rejoined(io.RawIOBase):
+    """A stream whose first bytes were already read, with those bytes put back in front."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:  # type: ignore[no-untyped-def, override]
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        read = getattr(self._rest, "read1", self._rest.read)  # read1: what the pipe has now, no waiting for more
+        data = read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
 
 
 _DAMAGED = (EOFError, OSError, zlib.error, lzma.LZMAError, ValueError)

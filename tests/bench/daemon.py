@@ -164,7 +164,7 @@ def rails_lines(rng: random.Random, pid: int) -> Iterator[str]:
 
 def sidekiq_lines(rng: random.Random, pid: int) -> Iterator[str]:
     """Sidekiq 6.0-7.3 job lines (rails-signals D.1), corpus job classes, every job succeeds."""
-    sk = shapes.sidekiq_shapes(os.path.join(shapes.corpus_dir(), "sidekiq_log_analyzer", "sidekiq.log"))
+    sk = shapes.sidekiq_shapes(os.path.join(shapes.corpus_dir(), "sidekiq_log_analyzer", "sidekiq.log.gz"))
     workers = sk.workers or ["HardWorker"]
     tids = [genlogs._tid(rng) for _ in range(10)]
     while True:

@@ -312,7 +312,7 @@ def _tid(rng: random.Random) -> str:
 def generate_sidekiq(out: str, size_mb: float, seed: int = 3, layout: str = "legacy") -> int:
     """``layout`` "legacy": Sidekiq 4/5 as in the corpus; "7": Sidekiq 6.0-7.3 Pretty lines."""
     rng = random.Random(seed)
-    sk = shapes.sidekiq_shapes(os.path.join(shapes.corpus_dir(), "sidekiq_log_analyzer", "sidekiq.log"))
+    sk = shapes.sidekiq_shapes(os.path.join(shapes.corpus_dir(), "sidekiq_log_analyzer", "sidekiq.log.gz"))
     workers = sk.workers + ["MailerJob", "WebhookDeliveryJob", "ReportExportJob", "SearchIndexJob", "ImageVariantJob"]
     clock = Clock(rng, lines_per_s=400)
     state = {"pid": rng.randrange(2000, 60000), "lines": 0}

@@ -3,7 +3,7 @@
 Nothing here is invented where the corpus has it: request blocks (with their FATAL
 exception reports and backtraces) come from ``rails_log_parser/example*.log``, SQL
 statements and their ``↳`` source lines from ``select_rails_log/simple.log``, Sidekiq
-job, boot and failure lines from ``sidekiq_log_analyzer/sidekiq.log``. When the
+job, boot and failure lines from ``sidekiq_log_analyzer/sidekiq.log.gz``. When the
 reference app's captured logs exist (``tests/fixtures/logs/e2e/<setup>/*.log``) their
 request blocks and statements join the pools. The few shapes the corpus lacks (the
 pool-timeout exception, the Sidekiq 6/7 line layout) are built from the format strings
@@ -12,6 +12,7 @@ quoted in shared/reference/rails-signals.md (A.3, B.1, D.1-D.3).
 from __future__ import annotations
 
 import glob
+import gzip
 import os
 import re
 from dataclasses import dataclass, field
@@ -27,11 +28,11 @@ _SQL = re.compile(r"(CACHE )?(.*?) \((\d+(?:\.\d+)?)ms\)  (.*)")
 
 
 def corpus_dir() -> str:
-    """The shared corpus: $RAILWATCH_CORPUS, else shared/ beside the repo (CI), else /work/shared."""
-    for cand in (os.environ.get("RAILWATCH_CORPUS", ""), os.path.join(REPO, "..", "shared", "corpus"), "/work/shared/corpus"):
-        if cand and os.path.isfile(os.path.join(cand, "PROVENANCE.md")):
-            return os.path.abspath(cand)
-    raise SystemExit("benchmark: the log corpus is missing (set RAILWATCH_CORPUS to shared/corpus)")
+    """The real-log corpus, copied into the repository (tests/fixtures/corpus/PROVENANCE.md)."""
+    path = os.path.join(REPO, "tests", "fixtures", "corpus")
+    if not os.path.isfile(os.path.join(path, "PROVENANCE.md")):
+        raise SystemExit(f"benchmark: the log corpus is missing at {path}")
+    return path
 
 
 def e2e_logs(setup: str) -> List[str]:
@@ -175,7 +176,8 @@ def sidekiq_shapes(path: str) -> SidekiqShapes:
     fail_warn: List[str] = []
     backtrace: List[str] = []
     state = ""
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    opener = gzip.open if path.endswith(".gz") else open  # the corpus keeps sidekiq.log gzipped
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
         for raw in fh:
             line = raw.rstrip("\n")
             m = _SK_LEGACY.match(line)

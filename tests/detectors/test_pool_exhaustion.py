@@ -5,7 +5,6 @@ each). They are reference quotes, written to tmp_path by the tests, not shipped 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -20,7 +19,7 @@ from detectors.pool_exhaustion import PoolExhaustionDetector, PoolExhaustionSett
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures" / "logs"
 OWN = FIXTURES / "pool_exhaustion"
-CORPUS = Path(os.environ.get("RAILWATCH_CORPUS", HERE.parents[2] / "shared" / "corpus"))
+CORPUS = HERE.parent / "fixtures" / "corpus"  # the real-log corpus, copied into the repository
 T0 = 1714564800.0  # 2024-05-01T12:00:00Z
 E2E_FACTS = AppFacts(db_pool=3, db_checkout_timeout=2.0, puma_max_threads=8, puma_workers=0, sidekiq_concurrency=5)
 
@@ -244,16 +243,17 @@ def test_500s_from_other_errors_are_not_pool_exhaustion(name: str) -> None:
 CORPUS_FILES = [
     "pgbadger/anonymize.log", "pgbadger/begin_end.log", "pgbadger/cloudsql.log.gz", "pgbadger/cnpg.log.gz",
     "pgbadger/logplex.gz", "pgbadger/pg_rawcsv.log", "pgbadger/pgbouncer.1.21.log.gz", "pgbadger/queryid.log.gz",
-    "pgbadger/tempfile_only.log.gz", "pgbadger/rds.log.bz2", "sidekiq_log_analyzer/sidekiq.log",
+    "pgbadger/tempfile_only.log.gz", "pgbadger/rds.log.bz2", "sidekiq_log_analyzer/sidekiq.log.gz",
     "request-log-analyzer/rails3_failure.log", "select_rails_log/simple.log",
 ]
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
 @pytest.mark.parametrize("name", CORPUS_FILES)
 def test_corpus_logs_without_pool_errors_yield_nothing(name: str) -> None:
     # no "too many clients", no ConnectionTimeoutError in these (grep-checked); FATALs there are other problems
-    assert pool_incidents([str(CORPUS / name)]) == []
+    path = CORPUS / name
+    assert path.exists(), f"missing test data: {path}"
+    assert pool_incidents([str(path)]) == []
 
 
 # --------------------------------------------------------------------------- severity

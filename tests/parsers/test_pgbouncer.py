@@ -19,7 +19,7 @@ from agent.scan import iter_events
 from agent.timeparse import to_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "pgbouncer"
-from support import CORPUS, feed_lines  # noqa: E402
+from support import CORPUS, feed_lines, require  # noqa: E402
 FULL_LOG = CORPUS / "pgbadger" / "pgbouncer.1.21.log.gz"
 
 
@@ -127,9 +127,8 @@ def test_registered_in_formats():
     assert PgBouncerParser in FORMATS
 
 
-@pytest.mark.skipif(not FULL_LOG.exists(), reason="shared corpus not mounted")
 def test_whole_production_log_gives_nine_stats_samples_and_no_errors():
-    with gzip.open(FULL_LOG, "rt", encoding="utf-8") as f:
+    with gzip.open(require(FULL_LOG), "rt", encoding="utf-8") as f:
         events = feed([line.rstrip("\n") for line in f])
     waits = [e.value for e in events if isinstance(e, Metric) and e.name == "pgbouncer.avg_wait_us"]
     assert waits == [45079, 5734, 6411, 2850, 1538, 468, 560, 855, 608]

@@ -22,7 +22,7 @@ from agent.scan import iter_events
 from agent.timeparse import to_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "postgres"
-from support import CORPUS, feed_lines  # noqa: E402
+from support import CORPUS, feed_lines, require  # noqa: E402
 
 
 def read(path: Path) -> List[str]:
@@ -315,8 +315,7 @@ def test_registered_in_formats():
     assert PostgresParser in FORMATS
 
 
-@pytest.mark.skipif(not (CORPUS / "pgbadger" / "rds.log.bz2").exists(), reason="shared corpus not mounted")
 def test_whole_rds_corpus_file_gives_every_duration_line():
-    events = list(iter_events(str(CORPUS / "pgbadger" / "rds.log.bz2")))
+    events = list(iter_events(str(require(CORPUS / "pgbadger" / "rds.log.bz2"))))
     assert sum(1 for e in events if e.kind == "db_statement") == 114594
     assert sum(1 for e in events if e.kind == "error") == 2  # the "deadlock" column names are not deadlocks

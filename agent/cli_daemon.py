@@ -70,7 +70,7 @@ def run(config_path: Optional[str], app_dir: Optional[str], logs: Tuple[str, ...
     Signals: TERM/INT stop cleanly, HUP reloads the configuration.
     """
     from agent.daemon import Daemon
-    from agent.daemon_support import setup_logging
+    from agent.logsetup import setup_logging
 
     setup_logging(log_level)
     try:

@@ -6,10 +6,11 @@ mid-write leaves only a temp file that the next write replaces.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Dict, Iterator
 
 
 @contextlib.contextmanager
@@ -37,3 +38,12 @@ def write_private(path: str, data: bytes) -> None:
 def copy_private(src: str, dest: str) -> None:
     with atomic_private(dest) as out, open(src, "rb") as inp:
         shutil.copyfileobj(inp, out)
+
+
+def write_json_atomically(path: str, data: Dict[str, Any]) -> None:
+    """Replace ``path`` with ``data`` as JSON in one rename (readable by others; no fsync:
+    the daemon rewrites its counters every tick, and losing the last one is harmless)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)

@@ -1,7 +1,9 @@
-"""Private, atomic file writes: what railwatch puts on disk is whole or absent, and 0600.
+"""Private, atomic file writes: what railwatch puts on disk is whole or absent, and 0600
+(its directories 0700).
 
 A reader (a sink, an operator, `railwatch bundle`) never sees half a file, and a crash
-mid-write leaves only a temp file that the next write replaces.
+mid-write leaves only a temp file that the next write replaces. ``write_json_atomically``
+is the one non-private write: the daemon's counters file, for tests and benchmarks.
 """
 from __future__ import annotations
 
@@ -47,3 +49,13 @@ def write_json_atomically(path: str, data: Dict[str, Any]) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh)
     os.replace(tmp, path)
+
+
+def private_dir(path: str) -> str:
+    """Create ``path`` (and parents) as 0700; tighten it if it exists and is ours."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        os.chmod(path, 0o700)
+    except PermissionError:  # someone else's directory: leave its mode alone
+        pass
+    return path

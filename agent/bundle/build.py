@@ -37,9 +37,8 @@ from agent.bundle.evidence import evidence_files
 from agent.bundle.processes import snapshot_processes
 from agent.bundle.triage_md import render_triage
 from agent.clock import Clock
-from agent.fsutil import atomic_private
+from agent.fsutil import atomic_private, private_dir
 from agent.incidents.model import Incident, IncidentUpdate
-from agent.incidents.store import private_dir
 from agent.scrub import Scrubber
 from agent.timeparse import to_iso
 from detectors.base import AppFacts

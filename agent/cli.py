@@ -12,15 +12,10 @@ from typing import List, Optional, Tuple
 import click
 
 from agent import __version__
+from agent.cli_common import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, fail, say
+from agent.config import DEFAULT_STATE_DIR
 from agent.parsers import BY_NAME
 from agent.timeparse import parse_duration, parse_iso
-
-EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
-
-
-def _say(message: str) -> None:
-    click.echo(f"railwatch: {message}", err=True)
-
 
 def _parse_time(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[float]:
     """An ISO-8601 time, or a duration (``1h``, ``2h30m``) meaning that long before the wall clock now."""
@@ -62,7 +57,7 @@ def cli() -> None:
               help="Scan different logs in this many processes (faster on many logs; no correlation across logs).")
 @click.option("--open-incidents", is_flag=True, help="Also open incidents (with bundles) from the findings, through the configured sinks.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, envvar="RAILWATCH_STATE_DIR",
-              help="Incident store for --open-incidents (default /var/lib/railwatch).")
+              help=f"Incident store for --open-incidents (default {DEFAULT_STATE_DIR}).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Agent config whose sinks --open-incidents uses (default: the directory sink under the state dir).")
 def scan(
@@ -84,33 +79,29 @@ def scan(
     facts = AppFacts()
     if app_dir is not None:
         if not os.path.isdir(app_dir):
-            _say(f"{app_dir}: --app must be a Rails app directory")
-            sys.exit(EXIT_USAGE)
+            fail(f"{app_dir}: --app must be a Rails app directory")
         from agent.appfacts import load_app_facts
 
         facts = load_app_facts(app_dir, env=dict(os.environ))
         for note in facts.notes:
-            _say(f"--app: {note}")
+            say(f"--app: {note}")
     progress = _Progress(paths) if sys.stderr.isatty() and fmt != "json" or _Progress.forced() else None
     try:
         result = run_scan(
             list(paths), detectors=list(detectors) or None, facts=facts, log_format=log_format, since=since,
-            until=until_, on_bytes=progress.advance if progress else None, on_error=_say, jobs=jobs,
+            until=until_, on_bytes=progress.advance if progress else None, on_error=say, jobs=jobs,
         )
     except UsageError as exc:
-        _say(str(exc))
-        sys.exit(EXIT_USAGE)
+        fail(str(exc))
     except KeyboardInterrupt:
-        _say("interrupted")
-        sys.exit(130)
+        fail("interrupted", EXIT_INTERRUPTED)
     finally:
         if progress:
             progress.done()
     if not result.files or all(f.format == "unknown" for f in result.files):
-        _say("nothing could be scanned")  # only the errors: an empty report would read as "all clear"
-        sys.exit(EXIT_USAGE)
+        fail("nothing could be scanned")  # only the errors: an empty report would read as "all clear"
     if open_incidents:
-        _open_incidents(result, state_dir or "/var/lib/railwatch", config_path, facts)
+        _open_incidents(result, state_dir or DEFAULT_STATE_DIR, config_path, facts)
     # secrets never leave the host unscrubbed: reports get scrubbed copies of the findings
     from agent.scrub import scrub_finding
 
@@ -136,16 +127,15 @@ def _open_incidents(result, state_dir: str, config_path: Optional[str], facts) -
         sinks = configured_sinks(state_dir, load_config(config_path)) if config_path else None
         updates = open_incidents_from_scan(result, state_dir, sinks, facts=facts, agent_config=config_path)
     except (OSError, ValueError) as exc:
-        _say(f"--open-incidents: {exc}")
-        sys.exit(EXIT_USAGE)
-    _say(f"{len(updates)} incident update(s) recorded in {state_dir}")
+        fail(f"--open-incidents: {exc}")
+    say(f"{len(updates)} incident update(s) recorded in {state_dir}")
 
 
 def _exit_status(incidents: List, fail_on: str) -> int:  # type: ignore[type-arg]
     if fail_on == "never":
-        return EXIT_CLEAN
+        return EXIT_OK
     wanted = ("critical",) if fail_on == "critical" else ("critical", "warning")
-    return EXIT_FINDINGS if any(i.severity in wanted for i in incidents) else EXIT_CLEAN
+    return EXIT_FINDINGS if any(i.severity in wanted for i in incidents) else EXIT_OK
 
 
 class _Progress:

@@ -16,13 +16,10 @@ from typing import Any, Dict, Optional, Tuple
 import click
 
 from agent import tomlwrite
-from agent.config import DEFAULT_CONFIG_PATH, Config, ConfigError, apply_overrides, effective, parse, read_toml, tomllib
-
-EXIT_OK, EXIT_USAGE = 0, 2
-
-
-def _say(message: str) -> None:
-    click.echo(f"railwatch: {message}", err=True)
+from agent.cli_common import EXIT_USAGE, fail_all, say
+from agent.config import (
+    DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, Config, ConfigError, apply_overrides, effective, parse, read_toml, tomllib,
+)
 
 
 def _config_from(config_path: Optional[str], app: Optional[str], logs: Tuple[str, ...], state_dir: Optional[str],
@@ -38,12 +35,6 @@ def _config_from(config_path: Optional[str], app: Optional[str], logs: Tuple[str
     return parse(data, origin=path or ""), path
 
 
-def _fail(exc: ConfigError) -> None:
-    for line in exc.errors:
-        _say(line)
-    sys.exit(EXIT_USAGE)
-
-
 @click.command("run")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help=f"TOML configuration (default {DEFAULT_CONFIG_PATH} when neither --app nor --log is given).")
@@ -51,7 +42,7 @@ def _fail(exc: ConfigError) -> None:
               help="Rails root (or Capistrano deploy root): discovers log/production.log, log/sidekiq.log and the app's settings.")
 @click.option("--log", "logs", multiple=True, metavar="PATH", help="Follow this log file or glob (repeatable).")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
-              help="Incident store, tail positions and (without configured sinks) incidents/ (default /var/lib/railwatch).")
+              help=f"Incident store, tail positions and (without configured sinks) incidents/ (default {DEFAULT_STATE_DIR}).")
 @click.option("--metrics-listen", default=None, metavar="HOST:PORT", help="Serve /metrics and /healthz here (default 127.0.0.1:9394; off to disable).")
 @click.option("--start", type=click.Choice(["end", "beginning"]), default=None,
               help="Where a log never seen before starts (default end; a saved position always wins).")
@@ -71,13 +62,13 @@ def run(config_path: Optional[str], app_dir: Optional[str], logs: Tuple[str, ...
     Signals: TERM/INT stop cleanly, HUP reloads the configuration.
     """
     from agent.daemon import Daemon
-    from agent.daemon_support import setup_logging
+    from agent.logsetup import setup_logging
 
     setup_logging(log_level)
     try:
         config, path = _config_from(config_path, app_dir, logs, state_dir, metrics_listen, start)
     except ConfigError as exc:
-        _fail(exc)
+        fail_all(exc.errors)
         return
 
     def reload() -> Config:
@@ -99,7 +90,7 @@ def check(path: str) -> None:
     try:
         cfg = parse(_read_toml_or_stdin(path), origin=path if path != "-" else "")
     except ConfigError as exc:
-        _fail(exc)
+        fail_all(exc.errors)
         return
     sinks = ", ".join(f"{s.name} ({s.type})" for s in cfg.sinks) or "local (directory)"
     collectors = [n for n in ("psutil", "puma", "sidekiq", "postgres") if getattr(cfg.collectors, n).enabled]
@@ -123,7 +114,7 @@ def show(path: Optional[str], config_path: Optional[str], app_dir: Optional[str]
     try:
         cfg, _ = _config_from(path, app_dir, logs, state_dir)
     except ConfigError as exc:
-        _fail(exc)
+        fail_all(exc.errors)
         return
     click.echo(to_toml(effective(cfg)), nl=False)
 

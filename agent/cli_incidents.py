@@ -15,14 +15,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import click
 
+from agent.cli_common import EXIT_FAILED, EXIT_OK, fail, say
 from agent.clock import Clock
+from agent.config import DEFAULT_STATE_DIR
 from agent.incidents import Deliverer, IncidentManager, IncidentStore, IncidentUpdate, LifecycleSettings, StoreError
 from agent.incidents.model import RESOLVE
 from agent.sinks import Sink, sinks_from_config
 from agent.timeparse import to_iso
 
-DEFAULT_STATE_DIR = "/var/lib/railwatch"
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 state_dir_option = click.option(
     "--state-dir", type=click.Path(file_okay=False), default=DEFAULT_STATE_DIR, show_default=True,
@@ -30,11 +30,6 @@ state_dir_option = click.option(
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, exists=True), default=None,
     help="railwatch config (TOML); its [sinks.*] tables say where incidents go.")
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    click.echo(f"railwatch: {message}", err=True)
-    sys.exit(code)
 
 
 def load_config(path: Optional[str]) -> Dict[str, Any]:
@@ -46,7 +41,7 @@ def load_config(path: Optional[str]) -> Dict[str, Any]:
     try:
         return dict(read_toml(path))
     except ConfigError as exc:
-        _fail(f"{path}: " + "; ".join(exc.errors))
+        fail(f"{path}: " + "; ".join(exc.errors))
     return {}
 
 
@@ -54,7 +49,7 @@ def configured_sinks(state_dir: str, config: Mapping[str, Any], clock: Optional[
     try:
         return sinks_from_config(config.get("sinks") or {}, state_dir, clock=clock)
     except ValueError as exc:
-        _fail(f"config: {exc}")
+        fail(f"config: {exc}")
     return {}
 
 
@@ -62,16 +57,16 @@ def _open_store(state_dir: str) -> IncidentStore:
     try:
         return IncidentStore(state_dir)
     except (StoreError, OSError) as exc:
-        _fail(f"cannot open the incident store in {state_dir}: {exc}")
+        fail(f"cannot open the incident store in {state_dir}: {exc}")
         raise  # unreachable
 
 
 def _one(store: IncidentStore, ref: str):  # type: ignore[no-untyped-def]
     found = store.find_incident(ref)
     if not found:
-        _fail(f"no incident {ref!r} (see `railwatch incidents list`)")
+        fail(f"no incident {ref!r} (see `railwatch incidents list`)")
     if len(found) > 1:
-        _fail(f"{ref!r} matches {len(found)} incidents: " + ", ".join(i.id for i in found[:5]))
+        fail(f"{ref!r} matches {len(found)} incidents: " + ", ".join(i.id for i in found[:5]))
     return found[0]
 
 
@@ -196,7 +191,7 @@ def resolve_cmd(state_dir: str, config_path: Optional[str], incident_id: str) ->
         manager = IncidentManager(store, clock, list(sinks))
         update = manager.resolve(inc.id, reason="manual")
         if update is None:
-            _fail(f"{inc.id} is not open (status {inc.status})")
+            fail(f"{inc.id} is not open (status {inc.status})")
         counts = Deliverer(store, sinks, clock).run_once()
         pending = len(store.outbox_for(inc.id, pending_only=True))
         click.echo(f"resolved {inc.id}; delivered {counts['accepted']}, pending {pending}")
@@ -246,7 +241,7 @@ def test_incident(state_dir: str, config_path: Optional[str]) -> None:
     try:
         update.incident.bundle_path = BundleBuilder(state_dir, clock, agent_config=config_path).build(update.incident)
     except OSError as exc:
-        click.echo(f"railwatch: test bundle not built: {exc.strerror or exc}", err=True)
+        say(f"test bundle not built: {exc.strerror or exc}")
     results = deliver_now(sinks, update)
     # close the test alert again where the target keeps state (PagerDuty, Alertmanager)
     update.incident.status, update.incident.resolved_at, update.incident.resolved_reason = "resolved", clock.now(), "test"

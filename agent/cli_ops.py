@@ -15,11 +15,8 @@ from typing import List, Optional, Tuple
 
 import click
 
+from agent.cli_common import EXIT_FAILED, EXIT_OK, fail
 from agent.config import DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, app_dirs, discover, discover_puma_control
-
-
-def _say(message: str) -> None:
-    click.echo(f"railwatch: {message}", err=True)
 
 
 @click.command("doctor")
@@ -52,8 +49,7 @@ def doctor(config_path: Optional[str], app_dir: Optional[str], logs: Tuple[str, 
     try:
         as_user = service_user(user)
     except ValueError as exc:
-        _say(str(exc))
-        sys.exit(2)
+        fail(str(exc))
 
     def checks() -> List:  # type: ignore[type-arg]
         return run_checks(config_path, app_dir, logs, state_dir, stale_after)
@@ -65,7 +61,7 @@ def doctor(config_path: Optional[str], app_dir: Optional[str], logs: Tuple[str, 
         if as_user:
             click.echo(f"(checked as user {as_user}, as the service runs)")
         click.echo(render(results, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ), nl=False)
-    sys.exit(1 if any(c.status == FAIL for c in results) else 0)
+    sys.exit(EXIT_FAILED if any(c.status == FAIL for c in results) else EXIT_OK)
 
 
 @click.command("demo")
@@ -84,12 +80,11 @@ def demo(state_dir: Optional[str], speed: float, verbose: bool) -> None:
     try:
         incidents = run_demo(state_dir, speed=speed, say=click.echo, verbose=verbose)
     except (OSError, RuntimeError, ValueError) as exc:
-        _say(f"demo: {exc}")
-        sys.exit(1)
+        fail(f"demo: {exc}", EXIT_FAILED)
     for line in describe(incidents, state_dir):
         click.echo(line)
     click.echo(f"\n(demo took {time.monotonic() - started:.0f} s)")
-    sys.exit(0 if incidents else 1)
+    sys.exit(EXIT_OK if incidents else EXIT_FAILED)
 
 
 @click.command("init-config")
@@ -102,8 +97,7 @@ def demo(state_dir: Optional[str], speed: float, verbose: bool) -> None:
 def init_config(app_dir: str, rails_env: str, state_dir: str, output: Optional[str], print_log_dirs: bool) -> None:
     """Write a starting configuration for a Rails app (what install.sh puts in /etc/railwatch)."""
     if not os.path.isdir(app_dir):
-        _say(f"{app_dir}: not a directory")
-        sys.exit(2)
+        fail(f"{app_dir}: not a directory")
     root = os.path.abspath(app_dir)
     logs, notes = discover(root, rails_env)
     if print_log_dirs:

@@ -32,15 +32,17 @@ from prometheus_client import CollectorRegistry
 from agent.clock import Clock
 from agent.config import Config
 from agent.events import Event, Finding
+from agent.fsutil import write_json_atomically
 from agent.incidents.delivery import Deliverer
+from agent.incidents.delivery_thread import CountingSink, DeliveryThread
 from agent.incidents.lifecycle import IncidentManager
 from agent.incidents.store import IncidentStore, StoreError
 from agent.pipeline import REORDER_SLACK_S, Pipeline
+from agent.privileges import root_warning
 from agent.sdnotify import Notifier
 from agent.selfmetrics import MetricsServer, SelfMetrics
 from agent.sources.collectors import CollectorRunner, build_collectors
 from agent.sources.tail import Tailer, TailSpec
-from agent.daemon_support import CountingSink, DeliveryThread, root_warning, write_json_atomically
 
 log = logging.getLogger("railwatch.daemon")
 

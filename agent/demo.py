@@ -107,7 +107,7 @@ class _IncidentAnnouncer(logging.Handler):
 def run_demo(state_dir: str, speed: float = 8.0, say: Callable[[str], None] = print, verbose: bool = False) -> List[object]:
     """Replay the shipped logs into a live daemon; the incidents it opened (from its store)."""
     from agent.daemon import Daemon
-    from agent.daemon_support import setup_logging
+    from agent.logsetup import setup_logging
     from agent.incidents.store import IncidentStore
 
     log_dir = os.path.join(state_dir, "logs")

@@ -19,15 +19,15 @@ import multiprocessing
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from agent.aggregate import merge_findings
 from agent.events import Finding
+from agent.pipeline import Pipeline
 from agent.sources.files import InputFile, file_size
+from agent.sources.replay import FileReport, run_groups
+from detectors import build_detectors
 from detectors.base import AppFacts, Settings
-
-if TYPE_CHECKING:
-    from agent.scan import FileReport
 
 PROGRESS_POLL_S = 0.25
 
@@ -72,10 +72,6 @@ def _count_bytes(n: int) -> None:
 
 def _scan_group(task: _Task):  # type: ignore[no-untyped-def]
     """Worker side: one log through its own pipeline."""
-    from agent.pipeline import Pipeline
-    from agent.scan import FileReport, run_groups
-    from detectors import build_detectors
-
     errors: List[str] = []
     reports = {f.path: FileReport(f.path) for f in task.members}
     pipeline = Pipeline(build_detectors(task.detectors, task.facts, task.settings), on_error=errors.append)

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.config import apply_overrides, parse
 from agent.daemon import Daemon, counters_file_value
-from agent.daemon_support import root_warning
+from agent.privileges import root_warning
 from agent.testing import FakeClock
 
 POOL_LOG = Path(__file__).resolve().parent / "fixtures" / "logs" / "pool_exhaustion" / "rails61_pool_timeouts.log"

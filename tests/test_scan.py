@@ -8,7 +8,7 @@ from typing import List, Optional
 
 from agent.events import Finding
 from agent.pipeline import Pipeline
-from agent.scan import FileReport, run_groups
+from agent.sources.replay import FileReport, run_groups
 from agent.sources.files import expand, group_files
 from detectors.base import Detector
 

@@ -8,7 +8,7 @@ import tarfile
 import pytest
 
 from agent.bundle import BundleBuilder
-from agent.bundle_parts import snapshot_processes
+from agent.bundle import snapshot_processes
 from agent.events import Evidence, Finding, Triage
 from agent.incidents import IncidentManager, IncidentStore
 from agent.scrub import REDACTED, recorded_in, scrub, scrub_cmdline

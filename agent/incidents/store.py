@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from agent.clock import Clock
+from agent.fsutil import private_dir
 from agent.incidents.model import Incident, IncidentUpdate
 
 DB_NAME = "railwatch.sqlite3"
@@ -91,16 +92,6 @@ class OutboxRow:
     last_error: str
     delivered_at: Optional[float]
     gave_up_at: Optional[float]
-
-
-def private_dir(path: str) -> str:
-    """Create ``path`` (and parents) as 0700; tighten it if it exists and is ours."""
-    os.makedirs(path, mode=0o700, exist_ok=True)
-    try:
-        os.chmod(path, 0o700)
-    except PermissionError:  # someone else's directory: leave its mode alone
-        pass
-    return path
 
 
 class IncidentStore:

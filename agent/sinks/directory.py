@@ -14,9 +14,8 @@ import tempfile
 from typing import Any, Dict, List, Optional
 
 from agent.clock import Clock
-from agent.fsutil import copy_private, write_private
+from agent.fsutil import copy_private, private_dir, write_private
 from agent.incidents.model import IncidentUpdate
-from agent.incidents.store import private_dir
 from agent.sinks.base import DeliveryResult
 
 

@@ -2,7 +2,7 @@
 
 ``Tailer`` follows paths and globs. Each path is a ``TailedLog`` holding the file now at
 that path plus rotated-away files it is still finishing; each open file is a
-``TailedFile`` with its own parser, sniffed the way ``scan`` does it (agent.scan).
+``TailedFile`` with its own parser, sniffed the way ``scan`` does it (agent.parsers.choose).
 
 What happens to a path, checked on every poll (a watchdog event only means "look again";
 without inotify the daemon's poll interval does the same):

@@ -1,6 +1,6 @@
 """One open log file being tailed: complete lines out of raw reads, into its own parser.
 
-The format is sniffed from the file's first lines with ``agent.scan.choose_format``
+The format is sniffed from the file's first lines with ``agent.parsers.choose``
 (so ``run`` and ``scan`` read a file the same way), whatever the position tailing
 starts at. A new file too short to tell waits for more lines (up to ``SNIFF_LINES``).
 
@@ -14,12 +14,13 @@ import logging
 import os
 import time
 from collections import deque
-from typing import Deque, Optional, Tuple
+from typing import Deque, List, Optional, Tuple
 
 from agent.events import Event
 from agent.parsers import Parser
-from agent.scan import SNIFF_LINES, choose_format
+from agent.parsers.choose import SNIFF_LINES, choose_format
 from agent.sources.checkpoint import FINGERPRINT_BYTES, FileIdentity, Position
+from agent.sources.lasttime import LastTime
 
 log = logging.getLogger("railwatch.tail")
 
@@ -76,7 +77,7 @@ class TailedFile:
         self.envelope = None
         self.format = ""  # "" until sniffed, "unknown" when no format fits
         self._sniff_since: Optional[float] = None
-        self.last_ts: Optional[float] = None
+        self.times = LastTime()  # this file's untimed lines take its last time seen
         self.year = time.gmtime(ctx.clock.now()).tm_year  # for syslog envelopes, which carry no year
         self.lines = 0
         self.cut_lines = 0
@@ -146,8 +147,7 @@ class TailedFile:
         if self.ctx.clock.monotonic() - self.last_growth < idle_s:
             return
         self._fed_since_release = 0
-        for event in self.parser.finish():
-            self._deliver(event)
+        self._deliver(list(self.parser.finish()))
         self.ring.clear()
         self._restored = None
 
@@ -199,16 +199,13 @@ class TailedFile:
         if quiet and lineno == self.quiet_until:
             self._unparsed_base = parser.unparsed
             self._restored = None
-        for event in events:
-            self._deliver(event, quiet)
+        self._deliver(events, quiet)
 
-    def _deliver(self, event: Event, quiet: bool = False) -> None:
-        if event.ts is None:
-            event.ts = self.last_ts
-        else:
-            self.last_ts = event.ts
+    def _deliver(self, events: List[Event], quiet: bool = False) -> None:
+        self.times.fill(events)
         if not quiet:
-            self.ctx.on_event(event)
+            for event in events:
+                self.ctx.on_event(event)
 
     # ----- state changes -----------------------------------------------------------------
     def finish(self) -> None:
@@ -219,15 +216,13 @@ class TailedFile:
             self.offset += len(line)
             self._line(line, start)
         if self.parser is not None:
-            for event in self.parser.finish():
-                self._deliver(event, self.lineno <= self.quiet_until)
+            self._deliver(list(self.parser.finish()), self.lineno <= self.quiet_until)
 
     def restart_from_zero(self, finish_parser: bool) -> None:
         """The file was truncated: read it again from the start with a fresh parser."""
         if self.parser is not None:
             if finish_parser:
-                for event in self.parser.finish():
-                    self._deliver(event)
+                self._deliver(list(self.parser.finish()))
             self._unparsed_prev += self.parser.unparsed - self._unparsed_base
             self._unparsed_base = 0
             self.parser = type(self.parser)(self.path)
@@ -243,7 +238,8 @@ class TailedFile:
 
     def hand_parser_to(self, other: "TailedFile") -> None:
         """``other`` (the copy made by copytruncate) continues our record stream exactly."""
-        other.parser, other.envelope, other.format, other.last_ts = self.parser, self.envelope, self.format, self.last_ts
+        other.parser, other.envelope, other.format = self.parser, self.envelope, self.format
+        other.times = LastTime(self.times.ts)
         other._unparsed_base = self._unparsed_base
         self._unparsed_base = self.parser.unparsed if self.parser is not None else 0
 

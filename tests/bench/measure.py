@@ -41,7 +41,8 @@ def main(argv: list) -> None:  # type: ignore[type-arg]
     jobs = 1
     if args[:1] == ["--jobs"]:
         jobs, args = int(args[1]), args[2:]
-    from agent.scan import FileReport, iter_file_event_batches, scan
+    from agent.scan import scan
+    from agent.sources.replay import FileReport, iter_file_event_batches
     from agent.sources.files import ReadStats, read_batches
 
     out = {"mode": mode, "jobs": jobs}

@@ -10,7 +10,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import pytest
 
 from agent.events import Bullet, Finding, Request
-from agent.scan import iter_events, scan
+from agent.scan import scan
+from agent.sources.replay import iter_events
 from detectors.base import AppFacts
 from detectors.n_plus_one import NPlusOneDetector, NPlusOneSettings
 from support import CORPUS, require

@@ -11,7 +11,8 @@ from typing import List, Optional
 import pytest
 
 from agent.events import Deploy, Error, Event, Finding, Job, Metric, Request
-from agent.scan import iter_events, scan
+from agent.scan import scan
+from agent.sources.replay import iter_events
 from detectors import REGISTRY
 from detectors.base import AppFacts, DetectorContext
 from detectors.pool_exhaustion import PoolExhaustionDetector, PoolExhaustionSettings, classify

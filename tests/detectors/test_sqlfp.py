@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.scan import iter_events
+from agent.sources.replay import iter_events
 from detectors.sqlfp import SqlFingerprinter, parse_binds, parse_tags, shape
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "n_plus_one"

@@ -13,7 +13,7 @@ from typing import List, Sequence
 from agent.events import Bullet, Event
 from agent.parsers import FORMATS, sniff
 from agent.parsers.bullet import BulletParser, looks_like_bullet_start, parse_bullet_block
-from agent.scan import iter_events
+from agent.sources.replay import iter_events
 from agent.timeparse import to_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "bullet"

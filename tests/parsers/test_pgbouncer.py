@@ -15,7 +15,7 @@ from agent.events import Error, Event, Metric
 from agent.parsers import FORMATS, sniff
 from agent.parsers.pgbouncer import PgBouncerParser
 from agent.parsers.postgres import PostgresParser
-from agent.scan import iter_events
+from agent.sources.replay import iter_events
 from agent.timeparse import to_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "pgbouncer"

@@ -18,7 +18,7 @@ from agent.parsers import FORMATS, sniff
 from agent.parsers.envelope import ENVELOPES
 from agent.parsers.postgres import PostgresParser
 from agent.parsers.postgres_fields import local_ts, sql_tags
-from agent.scan import iter_events
+from agent.sources.replay import iter_events
 from agent.timeparse import to_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "postgres"

@@ -14,7 +14,7 @@ import pytest
 from agent.events import Error, Event, Process
 from agent.parsers import FORMATS, sniff
 from agent.parsers.puma import PumaParser
-from agent.scan import iter_events
+from agent.sources.replay import iter_events
 from agent.timeparse import to_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "puma"

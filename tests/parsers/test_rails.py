@@ -12,7 +12,7 @@ from typing import List
 
 from agent.events import Error, Event, Request, Sql
 from agent.parsers.rails import LogrageParser, RailsParser
-from agent.scan import iter_events
+from agent.sources.replay import iter_events
 from agent.timeparse import to_iso
 from support import feed_lines
 

@@ -13,7 +13,7 @@ from typing import List
 from agent.events import Error, Event, Request
 from agent.parsers import FORMATS, sniff
 from agent.parsers.semantic import SemanticLoggerParser
-from agent.scan import iter_events
+from agent.sources.replay import iter_events
 from agent.timeparse import to_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "semantic"

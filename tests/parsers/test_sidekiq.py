@@ -15,7 +15,7 @@ import pytest
 from agent.events import Error, Event, Job, Process
 from agent.parsers import sniff
 from agent.parsers.sidekiq import SidekiqParser, split_sk8
-from agent.scan import iter_events
+from agent.sources.replay import iter_events
 from agent.timeparse import parse_iso
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"

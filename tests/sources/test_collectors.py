@@ -18,7 +18,8 @@ import redis
 import requests
 
 from agent.config import CollectorsConfig, PostgresConfig, PumaConfig, SidekiqConfig
-from agent.sources.collectors import CollectorRunner, build_collectors, metric
+from agent.sources.collectors import CollectorRunner, build_collectors
+from agent.sources.collectors.sample import metric
 from agent.sources.collectors.postgres import PostgresCollector
 from agent.sources.collectors.processes import ProcessCollector
 from agent.sources.collectors.puma import PumaCollector

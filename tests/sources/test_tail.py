@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent.scan import iter_events
+from agent.sources.replay import iter_events
 from agent.sources.checkpoint import FileIdentity, MemoryCheckpoints, checkpoint_key
 from agent.sources.tail import ROTATE_GRACE_S, Tailer, TailSpec
 from agent.sources.watch import Waker

@@ -17,19 +17,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, List, Tuple
 
 from agent.clock import Clock
-from agent.events import Metric
 
 log = logging.getLogger("railwatch.collectors")
-
-
-def metric(source: str, name: str, value: float, ts: float, labels: Optional[Dict[str, str]] = None) -> Metric:
-    labels = labels or {}
-    shown = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    raw = f"{name}{{{shown}}} {value:g}" if shown else f"{name} {value:g}"
-    return Metric(ts=ts, source=source, line=0, raw=raw, name=name, labels=labels, value=float(value))
 
 
 class CollectorRunner(threading.Thread):

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from agent.clock import Clock
 from agent.events import Metric
-from agent.sources.collectors import metric
+from agent.sources.collectors.sample import metric
 
 log = logging.getLogger("railwatch.collectors")
 

@@ -34,7 +34,7 @@ import psutil
 
 from agent.clock import Clock
 from agent.events import Metric
-from agent.sources.collectors import metric
+from agent.sources.collectors.sample import metric
 
 SOURCE = "poll:psutil"
 _ATTRS = ["pid", "cmdline", "create_time"]

@@ -19,7 +19,7 @@ from typing import Any, Dict, List
 
 from agent.clock import Clock
 from agent.events import Metric
-from agent.sources.collectors import metric
+from agent.sources.collectors.sample import metric
 
 SOURCE = "poll:puma"
 WORKER_KEYS = ("backlog", "running", "pool_capacity", "max_threads", "busy_threads", "requests_count", "backlog_max")

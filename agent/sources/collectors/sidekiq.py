@@ -26,7 +26,7 @@ from typing import Any, List, Optional
 
 from agent.clock import Clock
 from agent.events import Metric
-from agent.sources.collectors import metric
+from agent.sources.collectors.sample import metric
 
 SOURCE = "poll:sidekiq"
 MS_THRESHOLD = 1e11  # epoch seconds reach 1e11 in the year 5138; epoch milliseconds passed it in 1973

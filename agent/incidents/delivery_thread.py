@@ -1,37 +1,18 @@
-"""The daemon's helpers: delivery in its own thread, per-sink counts, its logs, root warning.
+"""The daemon's delivery loop: ``Deliverer.run_once`` in its own thread, with per-sink counts.
 
-Logs are one logfmt line per record on stderr (journald keeps them as they are)::
-
-    ts=2025-11-26T10:00:00.123Z level=warning logger=railwatch.tail msg="…/production.log: truncated…"
+``Deliverer`` (``agent.incidents.delivery``) decides what is due and retries; this thread
+runs it every half second or when woken, keeps the outbox gauges of the self-metrics,
+and ``CountingSink`` counts each sink's outcomes.
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
-import sys
 import threading
-import time
-from typing import Any, Dict, Optional
+from typing import Any
 
 from agent.clock import Clock
 
 log = logging.getLogger("railwatch.delivery")
-
-ROOT_ADVICE = (
-    "running as root: railwatch only needs to read the logs. Run it as its own user in the logs' group, e.g. "
-    "`useradd --system --no-create-home --groups adm railwatch`, `chown -R railwatch /var/lib/railwatch` and "
-    "User=railwatch in the systemd unit; give it read access to the app's log directory (setfacl -m u:railwatch:rX). "
-    "Process metrics of another user's processes need that user or CAP_SYS_PTRACE."
-)
-
-
-def root_warning(logger: logging.Logger, euid: Optional[int] = None) -> bool:
-    uid = euid if euid is not None else (os.geteuid() if hasattr(os, "geteuid") else -1)
-    if uid == 0:
-        logger.warning(ROOT_ADVICE)
-        return True
-    return False
 
 
 class CountingSink:
@@ -119,38 +100,3 @@ class DeliveryThread(threading.Thread):
         while self.clock.monotonic() < end and self.store.due_outbox(self.clock.now(), sinks, limit=1):
             self.pass_once()
         self.refresh_gauges()
-
-
-def write_json_atomically(path: str, data: Dict[str, Any]) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
-
-
-class LogfmtFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-        parts = [f"ts={ts}", f"level={record.levelname.lower()}", f"logger={record.name}", f"msg={_quote(record.getMessage())}"]
-        if record.exc_info:
-            parts.append(f"exc={_quote(self.formatException(record.exc_info))}")
-        return " ".join(parts)
-
-
-def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def setup_logging(level: str = "info", stream: Any = None) -> None:
-    """The railwatch loggers to stderr in logfmt (called once, by the CLI)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(LogfmtFormatter())
-    root = logging.getLogger("railwatch")
-    for name in ("railwatch", "agent", "detectors"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(level.upper())
-        logger.propagate = False
-    # watchdog logs an error when its observer is stopped while an event is in flight: harmless
-    logging.getLogger("watchdog.observers.inotify").setLevel(logging.CRITICAL)
-    root.debug("logging at %s", level)

@@ -33,16 +33,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from agent import __version__
-from agent.bundle_parts import evidence_files, render_triage, snapshot_processes
+from agent.bundle.evidence import evidence_files
+from agent.bundle.processes import snapshot_processes
+from agent.bundle.triage_md import render_triage
 from agent.clock import Clock
-from agent.fsutil import atomic_private
+from agent.fsutil import atomic_private, private_dir
 from agent.incidents.model import Incident, IncidentUpdate
-from agent.incidents.store import private_dir
 from agent.scrub import Scrubber
 from agent.timeparse import to_iso
 from detectors.base import AppFacts
-
-__all__ = ["BundleBuilder", "BundleSettings", "bundle_path", "snapshot_processes"]
 
 APP_FILES = ("REVISION", "config/database.yml", "config/puma.rb", "config/sidekiq.yml")
 MAX_CONFIG_BYTES = 1_000_000

@@ -35,14 +35,6 @@ PRODUCT = ("agent", "detectors")
 VOCABULARY = {"agent.events", "agent.timeparse", "agent.clock", "agent.settings"}
 SCAN_DRIVER = {"agent.scan", "agent.scan_parallel"}
 
-# Detectors are being moved into packages of their own (issue 11); until then these
-# imports outside the rule are tolerated, one line each, to be removed with the move.
-DETECTOR_ALLOWANCES: Set[Tuple[str, str]] = set()
-DETECTOR_CYCLE_ALLOWANCES: List[List[str]] = [
-    ["detectors.n_plus_one", "detectors.n_plus_one_report"],  # the report reads the detector's state
-    ["detectors.sidekiq_failures", "detectors.sidekiq_failures_health"],  # the health mixin
-]
-
 
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
@@ -192,7 +184,7 @@ def _pure(own: str):  # type: ignore[no-untyped-def]
         if name.partition(".")[0] not in PRODUCT:
             return _is_stdlib(name)
         target = _resolve(name)
-        return target in VOCABULARY or (target is not None and _in(target, own)) or (module, name) in DETECTOR_ALLOWANCES
+        return target in VOCABULARY or (target is not None and _in(target, own))
     return allowed
 
 
@@ -207,11 +199,6 @@ def test_parsers_import_only_the_event_model_time_helpers_settings_and_the_stdli
 
 def test_detectors_import_only_the_event_model_time_helpers_settings_and_the_stdlib() -> None:
     assert _violations("detectors", _pure("detectors")) == []
-
-
-def test_detector_allowances_are_still_needed() -> None:
-    used = {(m, n) for m in _sources() if _in(m, "detectors") for n, _ in _imports(m)}
-    assert DETECTOR_ALLOWANCES <= used, "an allowance is no longer needed: remove it"
 
 
 def test_sinks_do_not_open_the_incident_store() -> None:
@@ -230,14 +217,8 @@ def test_nothing_below_the_drivers_imports_the_scan_driver() -> None:
 
 
 def test_there_are_no_import_cycles() -> None:
-    cycles = [c for c in _strongly_connected(_edges()) if len(c) > 1 and c not in DETECTOR_CYCLE_ALLOWANCES]
+    cycles = [c for c in _strongly_connected(_edges()) if len(c) > 1]
     assert cycles == [], "modules that import each other, directly or round a loop: " + "; ".join(" ⇄ ".join(c) for c in cycles)
-
-
-def test_detector_cycle_allowances_are_still_needed() -> None:
-    cycles = _strongly_connected(_edges())
-    gone = [c for c in DETECTOR_CYCLE_ALLOWANCES if not any(set(c) <= set(s) for s in cycles)]
-    assert gone == [], "a cycle is gone: remove its allowance"
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

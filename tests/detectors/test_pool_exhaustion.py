@@ -1,4 +1,4 @@
-"""detectors/pool_exhaustion.py on real wordings, real corpus logs and built events.
+"""detectors/pool_exhaustion/ on real wordings, real corpus logs and built events.
 
 Sidekiq lines below are quoted from GitHub issues (corpus/ISSUE_QUOTES.md; URL next to
 each). They are reference quotes, written to tmp_path by the tests, not shipped data.
@@ -15,7 +15,8 @@ from agent.scan import scan
 from agent.sources.replay import iter_events
 from detectors import REGISTRY
 from detectors.base import AppFacts, DetectorContext
-from detectors.pool_exhaustion import PoolExhaustionDetector, PoolExhaustionSettings, classify
+from detectors.pool_exhaustion import PoolExhaustionDetector, PoolExhaustionSettings
+from detectors.pool_exhaustion.signals import classify
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures" / "logs"

@@ -21,7 +21,8 @@ from agent.parsers.sidekiq import SidekiqParser
 from agent.pipeline import Pipeline
 from agent.scan import scan
 from agent.timeparse import parse_iso, to_iso
-from detectors.sidekiq_failures import SidekiqFailuresDetector, SidekiqFailuresSettings, retry_days_left, top_app_frame
+from detectors.sidekiq_failures import SidekiqFailuresDetector, SidekiqFailuresSettings
+from detectors.sidekiq_failures.triage import retry_days_left, top_app_frame
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 CORPUS = FIXTURES / "sidekiq_failures" / "sidekiq_log_analyzer.sidekiq.log.gz"
@@ -470,5 +471,5 @@ def test_running_and_process_tables_of_the_health_part_keep_their_cap():
     detector = SidekiqFailuresDetector(SidekiqFailuresSettings(max_jobs_tracked=10))
     for event in log.events():
         detector.feed(event)
-    assert len(detector.running) == 10 and len(detector.procs) == 10
-    assert [job.jid for job in detector.running.values()][-1] == f"j{39:023x}"  # the newest are kept
+    assert len(detector.health.running) == 10 and len(detector.health.procs) == 10
+    assert [job.jid for job in detector.health.running.values()][-1] == f"j{39:023x}"  # the newest are kept

@@ -1,9 +1,9 @@
-"""The fast paths of detectors.baseline give exactly the numbers of the generic ones."""
+"""The fast paths of detectors.shared.baseline give exactly the numbers of the generic ones."""
 from __future__ import annotations
 
 import random
 
-from detectors.baseline import RecentVsBaseline, RollingBaseline, _median, quantile
+from detectors.shared.baseline import RecentVsBaseline, RollingBaseline, _median, quantile
 
 
 def test_median_helper_equals_generic_quantile_for_every_length() -> None:

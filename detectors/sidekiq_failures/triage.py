@@ -8,8 +8,8 @@ from typing import Optional, Tuple
 
 from agent.events import Job, Triage
 from agent.timeparse import to_iso
-from detectors.baseline import RollingBaseline
-from detectors.sidekiq_failures_state import Problem
+from detectors.shared.baseline import RollingBaseline
+from detectors.sidekiq_failures.state import Problem
 
 # (error class pattern, likely cause, prevention) — the first hour of an expert's reading of the error
 HINTS: Tuple[Tuple["re.Pattern[str]", str, str], ...] = (

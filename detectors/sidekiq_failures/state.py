@@ -7,13 +7,20 @@ cannot grow memory.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import Deque, Dict, List, Optional, Set, Tuple
+from typing import Deque, Dict, Hashable, List, Optional, Set, Tuple
 
 from agent.events import Event, Evidence, Job, severity_rank
 
 
 def rank(severity: Optional[str]) -> int:
     return -1 if severity is None else severity_rank(severity)
+
+
+def remember(table: "OrderedDict[Hashable, object]", key: Hashable, value: object, cap: int) -> None:
+    """Put ``key`` last in ``table`` and forget the oldest entry past ``cap``."""
+    table[key] = value
+    if len(table) > cap:
+        table.popitem(last=False)
 
 
 class Problem:
@@ -59,6 +66,40 @@ class Problem:
             while series and (series[0] if isinstance(series[0], float) else series[0][0]) < now - keep:  # type: ignore[index]
                 series.popleft()
         return [t for t in self.times if now - window < t[0] <= now]
+
+
+class Problems:
+    """The open problems by key, oldest first, at most ``cap`` (the oldest is forgotten).
+
+    One table for the whole detector: the failure part and the health part open problems in it,
+    and the detector reports and forgets them.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._by_key: "OrderedDict[Tuple[str, ...], Problem]" = OrderedDict()
+
+    def open(self, key: Tuple[str, ...], subject: Dict[str, str]) -> Problem:
+        """The problem of ``key``, opened with ``subject`` if it is new."""
+        p = self._by_key.get(key)
+        if p is None:
+            p = self._by_key[key] = Problem(subject)
+            if len(self._by_key) > self.cap:
+                self._by_key.popitem(last=False)
+        return p
+
+    def get(self, key: Tuple[str, ...]) -> Optional[Problem]:
+        return self._by_key.get(key)
+
+    def items(self) -> List[Tuple[Tuple[str, ...], Problem]]:
+        """A copy, oldest first: the caller may forget problems while it walks them."""
+        return list(self._by_key.items())
+
+    def forget(self, key: Tuple[str, ...]) -> None:
+        del self._by_key[key]
+
+    def __len__(self) -> int:
+        return len(self._by_key)
 
 
 class _Shares:

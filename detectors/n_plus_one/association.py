@@ -1,8 +1,8 @@
-"""Name the association behind a repeated query, and write the N+1 triage text.
+"""Name the association behind a repeated query (for the N+1 detector).
 
-Helpers of ``detectors.n_plus_one``. ``infer_association`` reads the shape of the
-repeating statement and of the statement that preceded the run (the "source" query
-that loaded the parent rows, as in Sentry's detector):
+``infer_association`` reads the shape of the repeating statement and of the statement
+that preceded the run (the "source" query that loaded the parent rows, as in Sentry's
+detector):
 
     source  SELECT "posts".* FROM "posts" …
     repeat  SELECT "authors".* FROM "authors" WHERE "authors"."id" = $1 LIMIT $2
@@ -20,9 +20,9 @@ with naive English inflection; the result is worded as "likely" in the triage.
 """
 from __future__ import annotations
 
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
-from detectors.sqlfp import SqlShape
+from detectors.shared.sqlfp import SqlShape
 
 
 class Association(NamedTuple):
@@ -44,14 +44,6 @@ def singular(word: str) -> str:
     if word.endswith("s") and not word.endswith("ss"):
         return word[:-1]
     return word
-
-
-def plural(word: str) -> str:
-    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
-        return word[:-1] + "ies"
-    if word.endswith(("s", "sh", "ch", "x", "z")):
-        return word + "es"
-    return word + "s"
 
 
 def camelize(snake: str) -> str:
@@ -116,35 +108,3 @@ def infer_association(
         return Association(owner, table, "exists", f"{owner}.includes(:{table}) and .any?/.present? on the loaded association")
     macro = "has_many" if many == table else "has_one"
     return Association(owner, many, macro, f"{owner}.includes(:{many})")
-
-
-def containment(endpoint: str, deploy_revision: str, is_job: bool) -> List[str]:
-    steps = []
-    if deploy_revision:
-        steps.append(f"Roll back the deploy that introduced it ({deploy_revision}) or turn off its feature flag.")
-    else:
-        steps.append("If a recent release or feature flag introduced it, roll it back / switch it off.")
-    if is_job:
-        steps.append("Lower the job's concurrency or pause its queue until the fix ships.")
-    else:
-        steps.append(f"Cap the page size (limit/per_page) of {endpoint} so each request loads fewer rows.")
-        steps.append(f"Rate-limit {endpoint} (Rack::Attack or the load balancer) if it is saturating the database.")
-    return steps
-
-
-PREVENTION_COMMON = [
-    "Turn on strict_loading for the association (or strict_loading_mode: :n_plus_one_only) so lazy loads raise in dev/test.",
-    "Run Bullet or prosopite in CI (Prosopite.scan around request specs) to fail builds that add N+1 queries.",
-    "Add a query-count test for this endpoint (assert_queries_count in Rails 7.2+, or a sql.active_record subscriber).",
-]
-
-
-def summarise_numbers(details: Dict[str, object]) -> str:
-    parts = []
-    before, after = details.get("queries_per_request_before"), details.get("queries_per_request_after")
-    if before is not None and after is not None:
-        parts.append(f"queries/request {before:g} -> {after:g}")
-    before, after = details.get("db_ms_per_request_before"), details.get("db_ms_per_request_after")
-    if before is not None and after is not None:
-        parts.append(f"DB ms/request {before:g} -> {after:g}")
-    return ", ".join(parts)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import OrderedDict, deque
-from typing import Deque, Dict, Hashable, Iterator, List, Optional, Tuple
+from typing import Deque, Hashable, Iterator, List, Optional, Tuple
 
 
 def quantile(sorted_values: List[float], q: float) -> Optional[float]:
@@ -291,22 +291,3 @@ class RecentVsBaseline:
 
     def baseline_median(self, key: Hashable) -> Optional[float]:
         return self.baseline.median(key)
-
-    def recent_mean(self, key: Hashable) -> Optional[float]:
-        return self.recent.mean(key)
-
-    def baseline_mean(self, key: Hashable) -> Optional[float]:
-        return self.baseline.mean(key)
-
-    def baseline_p95(self, key: Hashable) -> Optional[float]:
-        return self.baseline.p95(key)
-
-    def snapshot(self, key: Hashable) -> Dict[str, Optional[float]]:
-        """Numbers for a finding's details."""
-        return {
-            "recent_median": self.recent_median(key),
-            "recent_count": float(self.recent_count(key)),
-            "baseline_median": self.baseline_median(key),
-            "baseline_p95": self.baseline_p95(key),
-            "baseline_count": float(self.baseline_count(key)),
-        }

@@ -22,7 +22,7 @@ Signals (error wordings of Rails 3 to 8, Sidekiq, Postgres, MySQL, PgBouncer)::
 Pools: ``database`` (the app-side ActiveRecord pool), ``database_server`` (Postgres
 max_connections / MySQL max_connections), ``pgbouncer``, ``redis`` (connection_pool gem).
 Metric samples (Puma ``backlog``/``pool_capacity``, ActiveRecord ``pool.stat``, connection
-counts; names in pool_exhaustion_metrics.py) saturated for ``metric_sustained_samples`` in a
+counts; names in metrics.py) saturated for ``metric_sustained_samples`` in a
 row are warnings of their own (subject ``{"pool": …, "metric": …}``) and are summarised in
 the error incident of the same time (``metrics_peak``).
 
@@ -66,11 +66,11 @@ from typing import Deque, Dict, List, Optional, Tuple
 
 from agent.events import Deploy, Error, Event, Evidence, Finding, Job, Metric, Process, Request
 from detectors.base import Detector, Settings
-from detectors.deploys import DeployMarkers
-from detectors.pool_exhaustion_metrics import PoolMetrics
-from detectors.pool_exhaustion_signals import Signal, classify
-from detectors.pool_exhaustion_state import Episode
-from detectors.pool_exhaustion_triage import triage_for
+from detectors.shared.deploys import DeployMarkers
+from detectors.pool_exhaustion.metrics import PoolMetrics
+from detectors.pool_exhaustion.signals import Signal, classify
+from detectors.pool_exhaustion.state import Episode
+from detectors.pool_exhaustion.triage import triage_for
 
 SERVER_ORIGINS = frozenset({"postgres", "pgbouncer", "mysql"})
 CLOSED_JOB_STATES = frozenset({"done", "fail"})

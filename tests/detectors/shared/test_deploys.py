@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from agent.events import Deploy
 from detectors.base import AppFacts
-from detectors.deploys import DeployMarkers
+from detectors.shared.deploys import DeployMarkers
 
 T = 1_700_000_000.0
 

@@ -1,4 +1,4 @@
-"""What the pool_exhaustion detector keeps per incident in the making (see pool_exhaustion.py)."""
+"""What the pool_exhaustion detector keeps per incident in the making (see detector.py)."""
 from __future__ import annotations
 
 from collections import Counter, deque

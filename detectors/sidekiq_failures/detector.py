@@ -39,70 +39,32 @@ One incident per problem: findings are emitted per flush with the *new* failures
 pipeline adds counts up by fingerprint), and again when the severity rises. Subject keys:
 ``job_class``, ``error_class``, ``queue`` (when known) for failures; ``job_class`` + ``problem`` for
 long-running jobs; ``component`` (+ ``problem``) for Redis and processes; ``problem`` (+ ``queue``) for
-metrics. Baselines come from ``detectors.baseline``, deploy markers from ``detectors.deploys``.
+metrics. Baselines come from ``detectors.shared.baseline``, deploy markers from
+``detectors.shared.deploys``.
+
+The package: ``settings`` (the thresholds above), ``state`` (problems, failed jobs, outcome shares,
+processes), ``health`` (``SidekiqHealth``: slow/stuck jobs, processes, Redis and metrics, a part this
+detector owns), ``triage`` (titles and triage text).
 """
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from agent.events import Error, Event, Finding, Job, Metric, Process
 from agent.timeparse import to_iso
 from detectors.base import Detector, Settings
-from detectors.baseline import RollingBaseline
-from detectors.deploys import DeployMarkers
-from detectors.sidekiq_failures_health import SidekiqHealthSignals
-from detectors.sidekiq_failures_state import FailedJob, Outcomes, Problem, rank
-from detectors.sidekiq_failures_triage import (
-    failure_triage, long_running_triage, metric_triage, process_triage, redis_triage, retry_days_left, top_app_frame,
-)
+from detectors.shared.baseline import RollingBaseline
+from detectors.shared.deploys import DeployMarkers
+from detectors.sidekiq_failures.health import SidekiqHealth
+from detectors.sidekiq_failures.settings import SidekiqFailuresSettings
+from detectors.sidekiq_failures.state import FailedJob, Outcomes, Problem, Problems, rank, remember
+from detectors.sidekiq_failures.triage import failure_triage, long_running_triage, metric_triage, process_triage, redis_triage
 
-__all__ = ["SidekiqFailuresDetector", "SidekiqFailuresSettings", "retry_days_left", "top_app_frame"]
-
-REDIS_ERROR = re.compile(r"^Redis(?:Client)?::|Error connecting to Redis|connect\(2\) for .*:6379|Errno::ECONNREFUSED.*6379")
+__all__ = ["SidekiqFailuresDetector", "SidekiqFailuresSettings"]
 
 
-@dataclass(frozen=True)
-class SidekiqFailuresSettings(Settings):
-    window_s: float = 300.0  # failures, dead jobs, Redis errors and metric growth are counted in this window
-    recovery_grace_s: float = 120.0  # a failed job that has not succeeded this long after its last attempt is unrecovered
-    total_failure_min_jobs: int = 5  # 100% failing: this many failed jobs and no success in the window
-    storm_min_fails: int = 20  # retry storm: this many unrecovered attempts of one problem in the window
-    dead_burst_min: int = 5  # this many dead-set additions in the window is critical (one is a warning)
-    spike_min_fails: int = 5
-    spike_min_rate: float = 0.2  # recent share of failed outcomes of the class
-    spike_factor: float = 5.0  # ... and this many times its baseline share
-    spike_min_history: int = 100  # outcomes in the baseline before a spike can be judged
-    spike_recent_jobs: int = 20  # the "recent" share is over this many last outcomes of the class
-    spike_baseline_jobs: int = 500  # ... the baseline over this many before them
-    deploy_correlation_s: float = 3600.0  # a problem starting this soon after a deploy blames the deploy in triage
-    resolve_after_s: float = 3600.0  # a problem quiet this long is forgotten (a recurrence is a new finding)
-    slow_min_s: float = 60.0
-    slow_factor: float = 10.0
-    slow_min_samples: int = 20
-    slow_absolute_s: float = 1800.0
-    stuck_min_s: float = 300.0
-    stuck_after_s: float = 1800.0
-    stuck_critical_count: int = 0  # 0: the app's Sidekiq concurrency (AppFacts), else 5
-    interrupted_min: int = 3  # jobs killed at shutdown before it is a warning
-    redis_down_critical_s: float = 30.0
-    crash_critical_count: int = 3
-    crash_window_s: float = 900.0
-    vanish_grace_s: float = 600.0  # a process silent this long after another booted, without Bye!, vanished
-    boot_flap_count: int = 6
-    boot_window_s: float = 600.0
-    retry_growth_warning: float = 100.0
-    retry_growth_critical: float = 1000.0
-    latency_warning_s: float = 120.0
-    latency_critical_s: float = 600.0
-    max_problems: int = 2000
-    max_jobs_tracked: int = 50000  # failed jobs awaiting recovery, running jobs, known error keys
-    max_evidence: int = 10  # per finding
-
-
-class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
+class SidekiqFailuresDetector(Detector):
     name = "sidekiq_failures"
     kinds = frozenset({"job", "process", "error", "deploy", "metric"})
     settings_type = SidekiqFailuresSettings
@@ -113,21 +75,17 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
         assert isinstance(s, SidekiqFailuresSettings)
         self.s = s
         self.now: Optional[float] = None
-        self.problems: "OrderedDict[Tuple[str, ...], Problem]" = OrderedDict()
+        self.problems = Problems(s.max_problems)
         self.failed: "OrderedDict[str, FailedJob]" = OrderedDict()  # jid -> attempts not yet settled
         self.settled: "OrderedDict[str, Tuple[Tuple[str, str], List[float]]]" = OrderedDict()  # for late recoveries
         self.dead_first: "OrderedDict[str, bool]" = OrderedDict()  # jids whose dead line came before their fail
         self.known_errors: "OrderedDict[Tuple[str, str], float]" = OrderedDict()  # (class, error) -> first seen
         self.new_keys: "OrderedDict[Tuple[str, str], str]" = OrderedDict()  # why a key counted as new when first seen
         self.last_done: Dict[str, float] = {}
-        # when the logs last showed a failed attempt / a dead job: set-size metrics are then an
-        # echo of what the per-class incidents already say, not news worth a page of their own
-        self.log_fail_at: Optional[float] = None
-        self.log_dead_at: Optional[float] = None
         self.durations = RollingBaseline(max_keys=s.max_problems, max_samples=200, lazy_sort=True)  # read only for slow/stuck jobs
         self.outcomes = Outcomes(s.max_problems, s.spike_recent_jobs, s.spike_baseline_jobs)
         self.deploys = DeployMarkers(self.context.facts, max_keys=s.max_jobs_tracked)
-        self._init_health()  # running jobs, processes, Redis and metric series
+        self.health = SidekiqHealth(s, self.context.facts, self.problems, self.durations)
         self._seq = 0
 
     # ----- input --------------------------------------------------------------------------
@@ -142,13 +100,10 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
             if failed and ts - next(iter(failed.values())).last_ts >= self.s.recovery_grace_s:
                 self._settle(ts, final=False)
         if isinstance(event, Job):
-            self._touch(event)
+            self.health.touch(event)
             state = event.state
             if state == "start":
-                running = self.running
-                running[(event.source, event.pid, event.tid)] = event
-                if len(running) > self.s.max_jobs_tracked:
-                    running.popitem(last=False)
+                self.health.started(event)
             elif state == "done":
                 self._done(event)
             elif state == "fail":
@@ -156,36 +111,21 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
             elif state == "dead":
                 self._dead(event)
         elif isinstance(event, Process):
-            if event.component == "sidekiq":  # Puma's boots and worker kills are another detector's business
-                self._process(event)
+            self.health.process(event)
         elif isinstance(event, Error):
-            if event.pid and event.origin == "sidekiq":
-                self._touch(event)
-            text = f"{event.error_class}: {event.message}"
-            if REDIS_ERROR.search(text) or (event.origin == "sidekiq" and event.error_class == "ConnectionPool::TimeoutError"):
-                self._redis(event, down=True)
+            self.health.error(event)
         elif event.kind == "deploy":
             self.deploys.observe(event)  # type: ignore[arg-type]
         elif isinstance(event, Metric):
-            self._metric(event)
+            self.health.metric(event)
 
     def _remember(self, table: "OrderedDict", key, value) -> None:  # type: ignore[no-untyped-def, type-arg]
-        table[key] = value
-        if len(table) > self.s.max_jobs_tracked:
-            table.popitem(last=False)
-
-    def _problem(self, key: Tuple[str, ...], subject: Dict[str, str]) -> Problem:
-        p = self.problems.get(key)
-        if p is None:
-            p = self.problems[key] = Problem(subject)
-            if len(self.problems) > self.s.max_problems:
-                self.problems.popitem(last=False)
-        return p
+        remember(table, key, value, self.s.max_jobs_tracked)
 
     # ----- jobs -----------------------------------------------------------------------------
     def _done(self, job: Job) -> None:
         # hot path (every finished job): locals, and _check_slow only past its floor
-        self.running.pop((job.source, job.pid, job.tid), None)
+        self.health.finished(job)
         cls = job.job_class
         ts = job.ts
         if ts is not None:
@@ -205,19 +145,14 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
         elapsed = job.elapsed_s
         if elapsed is not None and ts is not None:
             if not elapsed < self.s.slow_min_s:  # the same test _check_slow starts with
-                self._check_slow(job)
+                self.health.check_slow(job)
             self.durations.update(cls, elapsed, ts)
 
     def _fail(self, job: Job) -> None:
-        self.log_fail_at = job.ts or self.log_fail_at
-        self.running.pop((job.source, job.pid, job.tid), None)
+        self.health.failure_logged(job.ts)
+        self.health.finished(job)
         if job.error_class == "Sidekiq::Shutdown":  # killed by a deploy/restart and pushed back: not a failure
-            p = self._long_running(job.job_class)
-            p.facts["interrupted"] = int(p.facts.get("interrupted", 0)) + 1  # type: ignore[arg-type]
-            p.occur(job.ts or 0.0, job, self.s.max_evidence)
-            if p.facts["interrupted"] >= self.s.interrupted_min:  # type: ignore[operator]
-                p.raise_to("warning", "interrupted")
-                p.count += 1
+            self.health.interrupted(job)
             return
         key = (job.job_class, job.error_class)
         if job.ts is not None:
@@ -251,7 +186,7 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
         pending.last_ts = job.ts or pending.last_ts
 
     def _dead(self, job: Job) -> None:
-        self.log_dead_at = job.ts or self.log_dead_at
+        self.health.dead_logged(job.ts)
         pending = self.failed.pop(job.jid, None)
         if pending is None:
             known = self.settled.get(job.jid)
@@ -275,7 +210,7 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
 
     def _unrecovered(self, pending: FailedJob, dead: Optional[Job]) -> None:
         s = self.s
-        p = self._problem(pending.key, {"job_class": pending.key[0], "error_class": pending.key[1]})
+        p = self.problems.open(pending.key, {"job_class": pending.key[0], "error_class": pending.key[1]})
         first_seen = self.known_errors.get(pending.key)
         if not p.new_reason and first_seen is not None and any((j.ts or 0.0) - first_seen <= s.window_s for j in pending.attempts):
             p.new_reason = self.new_keys.get(pending.key, "")  # new only while near its first sighting
@@ -355,15 +290,15 @@ class SidekiqFailuresDetector(SidekiqHealthSignals, Detector):
             return []
         if until is None:
             self._settle(self.now, final=True)
-        self._check_stuck()
-        self._check_vanished(self.now if until is None else min(until, self.now))
+        self.health.check_stuck()
+        self.health.check_vanished(self.now if until is None else min(until, self.now))
         out: List[Finding] = []
-        for key, p in list(self.problems.items()):
+        for key, p in self.problems.items():
             finding = self._finding(key, p)
             if finding is not None:
                 out.append(finding)
             if p.last_ts is not None and self.now - p.last_ts > self.s.resolve_after_s:
-                del self.problems[key]
+                self.problems.forget(key)
         return out
 
     def _finding(self, key: Tuple[str, ...], p: Problem) -> Optional[Finding]:

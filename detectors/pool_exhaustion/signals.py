@@ -1,5 +1,5 @@
 """Which pool ran dry, read from one error's class and message (every wording Rails 3 to 8,
-Postgres, MySQL, PgBouncer and connection_pool write); see pool_exhaustion.py for the list."""
+Postgres, MySQL, PgBouncer and connection_pool write); see detector.py for the list."""
 from __future__ import annotations
 
 import re

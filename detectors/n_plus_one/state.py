@@ -1,4 +1,4 @@
-"""The small, bounded records the N+1 detector keeps (helpers of ``n_plus_one``).
+"""The small, bounded records the N+1 detector keeps.
 
 ``OpenRequest``  statements of one request until its ``Completed`` line arrives;
                  per fingerprint a ``Group`` (counts and a few example lines, not
@@ -13,9 +13,9 @@ from collections import deque
 from typing import Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from agent.events import Bullet, Evidence, Request, Sql
-from detectors.deploys import DeployMarker
-from detectors.n_plus_one_infer import Association, camelize
-from detectors.sqlfp import SqlShape
+from detectors.shared.deploys import DeployMarker
+from detectors.n_plus_one.association import Association, camelize
+from detectors.shared.sqlfp import SqlShape
 
 MAX_IDENTITIES = 64  # distinct binds remembered per group: enough to tell 5 from 1
 MAX_LOCATIONS = 8
@@ -68,7 +68,7 @@ class Group:
 
 class OpenRequest:
     __slots__ = ("key", "request_id", "first_ts", "last_ts", "groups", "queries", "cached", "db_ms", "tags",
-                 "source_event", "source_shape", "bullets")
+                 "source_event", "source_shape")
 
     def __init__(self, key: str, ts: Optional[float]) -> None:
         self.key = key
@@ -82,7 +82,6 @@ class OpenRequest:
         self.tags: Optional[Mapping[str, str]] = None
         self.source_event: Optional[Sql] = None  # the latest load: the parent rows of a following loop
         self.source_shape: Optional[SqlShape] = None
-        self.bullets: List[Bullet] = []
 
     def remember_source(self, e: Sql, shape: SqlShape) -> None:
         self.source_event, self.source_shape = e, shape

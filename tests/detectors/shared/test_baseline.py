@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.baseline import RecentVsBaseline, RollingBaseline, quantile
+from detectors.shared.baseline import RecentVsBaseline, RollingBaseline, quantile
 
 
 def test_median_p95_mean_and_count_of_one_key():

@@ -1,37 +1,36 @@
 """Sidekiq health besides job failures: slow and stuck jobs, process exits and restart loops, Redis
 errors and outages, and the retry/dead/latency metrics.
 
-``SidekiqHealthSignals`` is a part of ``SidekiqFailuresDetector`` (see its module for the severity
-rules): it uses the detector's settings ``s``, its problem table (``_problem``, ``_remember``) and its
-``durations`` baseline, and owns the per-process and Redis state set up by ``_init_health``.
+``SidekiqHealth`` is a part owned by ``SidekiqFailuresDetector`` (see detector.py for the severity
+rules). It keeps its own state (running jobs, processes, Redis outage, metric series) and opens its
+problems in the detector's ``Problems`` table, so every finding still comes from one detector with
+the same subjects. It reads the class durations the detector records, never writes them.
 """
 from __future__ import annotations
 
 import re
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Tuple
+from typing import Deque, Dict, List, Optional, Tuple
 
-from agent.events import Event, Job, Metric, Process
+from agent.events import Error, Event, Job, Metric, Process
 from agent.timeparse import to_iso
-from detectors.base import DetectorContext
-from detectors.baseline import RollingBaseline
-from detectors.sidekiq_failures_state import ProcessState, Problem
+from detectors.base import AppFacts
+from detectors.shared.baseline import RollingBaseline
+from detectors.sidekiq_failures.settings import SidekiqFailuresSettings
+from detectors.sidekiq_failures.state import ProcessState, Problem, Problems, remember
 
-if TYPE_CHECKING:
-    from detectors.sidekiq_failures import SidekiqFailuresSettings
+REDIS_ERROR = re.compile(r"^Redis(?:Client)?::|Error connecting to Redis|connect\(2\) for .*:6379|Errno::ECONNREFUSED.*6379")
 
 
-class SidekiqHealthSignals:
+class SidekiqHealth:
     """Long-running jobs, processes, Redis and metrics problems of ``SidekiqFailuresDetector``."""
 
-    # what the detector provides
-    s: "SidekiqFailuresSettings"
-    context: DetectorContext
-    durations: RollingBaseline
-    _problem: Callable[[Tuple[str, ...], Dict[str, str]], Problem]
-    _remember: Callable[..., Any]
-
-    def _init_health(self) -> None:
+    def __init__(self, settings: SidekiqFailuresSettings, facts: AppFacts, problems: Problems,
+                 durations: RollingBaseline) -> None:
+        self.s = settings
+        self.facts = facts
+        self.problems = problems
+        self.durations = durations  # per job class, kept by the detector
         self.running: "OrderedDict[Tuple[str, str, str], Job]" = OrderedDict()
         self.stuck_reported: "OrderedDict[str, bool]" = OrderedDict()
         self.procs: "OrderedDict[Tuple[str, str], ProcessState]" = OrderedDict()
@@ -40,17 +39,50 @@ class SidekiqHealthSignals:
         self.last_boot: Dict[str, Tuple[str, float]] = {}
         self.redis_outage: Optional[float] = None
         self.metrics: Dict[Tuple[str, str], Deque[Tuple[float, float]]] = {}
+        # when the logs last showed a failed attempt / a dead job: set-size metrics are then an
+        # echo of what the per-class incidents already say, not news worth a page of their own
+        self.log_fail_at: Optional[float] = None
+        self.log_dead_at: Optional[float] = None
+
+    def _remember(self, table: "OrderedDict", key, value) -> None:  # type: ignore[no-untyped-def, type-arg]
+        remember(table, key, value, self.s.max_jobs_tracked)
+
+    # ----- what the failure part saw --------------------------------------------------------
+    def failure_logged(self, ts: Optional[float]) -> None:
+        self.log_fail_at = ts or self.log_fail_at
+
+    def dead_logged(self, ts: Optional[float]) -> None:
+        self.log_dead_at = ts or self.log_dead_at
 
     # ----- long-running and stuck jobs ----------------------------------------------------
+    def started(self, job: Job) -> None:
+        running = self.running
+        running[(job.source, job.pid, job.tid)] = job
+        if len(running) > self.s.max_jobs_tracked:
+            running.popitem(last=False)
+
+    def finished(self, job: Job) -> None:
+        """A job's done or fail line: it no longer runs."""
+        self.running.pop((job.source, job.pid, job.tid), None)
+
+    def interrupted(self, job: Job) -> None:
+        """A job killed by a deploy/restart (``Sidekiq::Shutdown``) and pushed back: not a failure."""
+        p = self._long_running(job.job_class)
+        p.facts["interrupted"] = int(p.facts.get("interrupted", 0)) + 1  # type: ignore[arg-type]
+        p.occur(job.ts or 0.0, job, self.s.max_evidence)
+        if p.facts["interrupted"] >= self.s.interrupted_min:  # type: ignore[operator]
+            p.raise_to("warning", "interrupted")
+            p.count += 1
+
     def _long_running(self, cls: str) -> Problem:
-        return self._problem(("long_running", cls), {"job_class": cls, "problem": "long_running"})
+        return self.problems.open(("long_running", cls), {"job_class": cls, "problem": "long_running"})
 
     def _threshold(self, cls: str, floor: float, fallback: float) -> float:
         if self.durations.count(cls) >= self.s.slow_min_samples:
             return max(floor, self.s.slow_factor * (self.durations.p95(cls) or 0.0))
         return fallback
 
-    def _check_slow(self, job: Job) -> None:
+    def check_slow(self, job: Job) -> None:
         elapsed = job.elapsed_s or 0.0
         if elapsed < self.s.slow_min_s:
             return  # the threshold is never below slow_min_s: skip the quantile on the hot path
@@ -63,7 +95,7 @@ class SidekiqHealthSignals:
             p.facts.update(slowest_s=max(elapsed, float(p.facts.get("slowest_s", 0.0))), usual_p95_s=self.durations.p95(cls))  # type: ignore[arg-type]
             p.raise_to("warning", "slow")
 
-    def _check_stuck(self) -> None:
+    def check_stuck(self) -> None:
         per_proc: Dict[Tuple[str, str], int] = {}
         for (source, pid, _tid), job in list(self.running.items()):
             proc = self.procs.get((source, pid))
@@ -79,12 +111,13 @@ class SidekiqHealthSignals:
             p.facts.update(stuck_for_s=max(age, float(p.facts.get("stuck_for_s", 0.0))), usual_p95_s=self.durations.p95(job.job_class))  # type: ignore[arg-type]
             p.raise_to("warning", "stuck")
             per_proc[(source, pid)] = per_proc.get((source, pid), 0) + 1
-            limit = self.s.stuck_critical_count or self.context.facts.sidekiq_concurrency or 5
+            limit = self.s.stuck_critical_count or self.facts.sidekiq_concurrency or 5
             if per_proc[(source, pid)] >= limit:
                 p.raise_to("critical", "all_threads_stuck")
 
     # ----- processes and Redis ------------------------------------------------------------
-    def _touch(self, event: Event) -> ProcessState:
+    def touch(self, event: Event) -> ProcessState:
+        """A line from a process: it is alive."""
         pid = getattr(event, "pid", "")
         key = (event.source, pid)
         proc = self.procs.get(key)
@@ -97,8 +130,10 @@ class SidekiqHealthSignals:
         proc.suspect_since = None  # it is alive
         return proc
 
-    def _process(self, event: Process) -> None:
-        proc = self._touch(event)
+    def process(self, event: Process) -> None:
+        if event.component != "sidekiq":
+            return  # Puma's boots and worker kills are another detector's business
+        proc = self.touch(event)
         state, ts = event.state, event.ts or 0.0
         if state == "boot":
             proc.boot, proc.boot_event, proc.stopped, proc.shutting = ts, event, False, False
@@ -115,7 +150,7 @@ class SidekiqHealthSignals:
                     other.boot_event = event
             recent = sum(1 for t in self.boots if ts - self.s.boot_window_s < t <= ts)
             if recent >= self.s.boot_flap_count:
-                p = self._problem(("restart_loop",), {"component": "sidekiq", "problem": "restart_loop"})
+                p = self.problems.open(("restart_loop",), {"component": "sidekiq", "problem": "restart_loop"})
                 p.count += 1
                 p.occur(ts, event, self.s.max_evidence)
                 p.facts["boots_in_window"] = recent
@@ -138,7 +173,7 @@ class SidekiqHealthSignals:
     def _unclean_exit(self, proc: ProcessState, ts: float, event: Optional[Event], how: str) -> None:
         lost = self._drop_running(proc)
         self.unclean.append(ts)
-        p = self._problem(("unclean_exit",), {"component": "sidekiq", "problem": "unclean_exit"})
+        p = self.problems.open(("unclean_exit",), {"component": "sidekiq", "problem": "unclean_exit"})
         p.count += 1
         p.occur(ts, event, self.s.max_evidence)
         kinds = p.facts.setdefault("exits", [])  # type: ignore[assignment]
@@ -149,7 +184,7 @@ class SidekiqHealthSignals:
         p.facts["unclean_exits_in_window"] = recent
         p.raise_to("critical" if recent >= self.s.crash_critical_count else "warning", how)
 
-    def _check_vanished(self, now: float) -> None:
+    def check_vanished(self, now: float) -> None:
         for proc in list(self.procs.values()):
             since = proc.suspect_since
             if since is None or proc.stopped or now - since < self.s.vanish_grace_s:
@@ -158,11 +193,18 @@ class SidekiqHealthSignals:
             proc.suspect_since = None
             self._unclean_exit(proc, proc.last_ts, proc.last_event, "vanished")
             if proc.boot_event is not None:
-                self._problem(("unclean_exit",), {}).occur(proc.boot_event.ts or now, proc.boot_event, self.s.max_evidence)
+                self.problems.open(("unclean_exit",), {}).occur(proc.boot_event.ts or now, proc.boot_event, self.s.max_evidence)
+
+    def error(self, event: Error) -> None:
+        if event.pid and event.origin == "sidekiq":
+            self.touch(event)
+        text = f"{event.error_class}: {event.message}"
+        if REDIS_ERROR.search(text) or (event.origin == "sidekiq" and event.error_class == "ConnectionPool::TimeoutError"):
+            self._redis(event, down=True)
 
     def _redis(self, event: Event, down: bool) -> None:
         ts = event.ts or 0.0
-        p = self._problem(("redis",), {"component": "redis"})
+        p = self.problems.open(("redis",), {"component": "redis"})
         if isinstance(event, Process) and event.state == "redis_online":
             m = re.search(r"([\d.]+) sec downtime", event.message)
             downtime = float(m.group(1)) if m else 0.0
@@ -184,7 +226,7 @@ class SidekiqHealthSignals:
         p.raise_to("critical" if ts - self.redis_outage >= self.s.redis_down_critical_s else "warning", "redis_error")
 
     # ----- metrics ------------------------------------------------------------------------
-    def _metric(self, m: Metric) -> None:
+    def metric(self, m: Metric) -> None:
         if m.ts is None or m.name not in ("sidekiq.retry_size", "sidekiq.dead_size", "sidekiq.queue_latency_s"):
             return
         queue = m.labels.get("queue", "")
@@ -196,7 +238,7 @@ class SidekiqHealthSignals:
         if m.name == "sidekiq.queue_latency_s":
             if len(series) < 2:
                 return
-            p = self._problem(("latency", queue), {"queue": queue, "problem": "queue_latency"})
+            p = self.problems.open(("latency", queue), {"queue": queue, "problem": "queue_latency"})
             low = min(v for _, v in list(series)[-2:])  # two samples in a row: one slow poll is not latency
             sev = "critical" if low >= s.latency_critical_s else "warning" if low >= s.latency_warning_s else None
             value, signal = low, "queue_latency"
@@ -207,10 +249,10 @@ class SidekiqHealthSignals:
                 return  # the logs show these failures per job class: those incidents already page
             if m.name == "sidekiq.retry_size":
                 sev = "critical" if growth >= s.retry_growth_critical else "warning" if growth >= s.retry_growth_warning else None
-                p, signal = self._problem(("retry_set",), {"problem": "retry_set_growth"}), "retry_set_growth"
+                p, signal = self.problems.open(("retry_set",), {"problem": "retry_set_growth"}), "retry_set_growth"
             else:
                 sev = "critical" if growth >= s.dead_burst_min else None
-                p, signal = self._problem(("dead_set",), {"problem": "dead_set_growth"}), "dead_set_growth"
+                p, signal = self.problems.open(("dead_set",), {"problem": "dead_set_growth"}), "dead_set_growth"
             value = growth
         if sev is not None:
             p.count += 1

@@ -50,9 +50,9 @@ False-positive risks and how they are avoided:
 * a tiny fast loop (4 repeats, 0.0ms, as in select_rails_log/simple.log) stays below
   ``min_repeats``; raise it or lower it per app.
 
-Helpers: ``n_plus_one_state`` (bounded per-request / per-incident records),
-``n_plus_one_infer`` (naming the association, triage text), ``n_plus_one_report``
-(state -> findings); ``sqlfp``, ``baseline`` and ``deploys`` are shared with other detectors.
+The package: ``state`` (bounded per-request / per-incident records), ``association``
+(naming the association), ``report`` (records -> findings), ``triage`` (their triage
+text); ``detectors.shared`` (``sqlfp``, ``baseline``, ``deploys``) is shared with other detectors.
 """
 from __future__ import annotations
 
@@ -63,12 +63,12 @@ from typing import Deque, Dict, List, Optional, Tuple
 
 from agent.events import Bullet, Deploy, Event, Finding, Request, Sql
 from detectors.base import Detector, DetectorContext, Settings
-from detectors.baseline import RecentVsBaseline
-from detectors.deploys import DeployMarkers
-from detectors.n_plus_one_infer import infer_association
-from detectors.n_plus_one_report import build_findings
-from detectors.n_plus_one_state import Group, Incident, OpenRequest, Spike, endpoint_from_tags
-from detectors.sqlfp import SqlFingerprinter, parse_binds
+from detectors.shared.baseline import RecentVsBaseline
+from detectors.shared.deploys import DeployMarkers
+from detectors.n_plus_one.association import infer_association
+from detectors.n_plus_one.report import ReportInput, build_findings
+from detectors.n_plus_one.state import Group, Incident, OpenRequest, Spike, endpoint_from_tags
+from detectors.shared.sqlfp import SqlFingerprinter, parse_binds
 
 _ID_SEGMENT = re.compile(r"/(?:\d+|[0-9a-f]{8}-[0-9a-f-]{27,})(?=/|$)")
 _LIMIT_BIND = re.compile(r'\["LIMIT", (\d+)\]')
@@ -206,12 +206,7 @@ class NPlusOneDetector(Detector):
     def _bullet(self, b: Bullet) -> None:
         if b.ts is None or b.detection not in ("n_plus_one", ""):
             return
-        rid = getattr(b, "request_id", "")
-        req = self._open.get(rid) if rid else None
-        if req is not None:
-            if len(req.bullets) < 20:
-                req.bullets.append(b)  # resolved with the request's endpoint at Completed
-            return
+        # Bullet names the request ("GET /posts"), not its id: the endpoint comes from that path
         endpoint = self._paths.get(b.request.split("?", 1)[0]) or b.request or "(unknown endpoint)"
         self._note_bullet(endpoint, b)
 
@@ -238,8 +233,6 @@ class NPlusOneDetector(Detector):
             for group in req.groups.values():
                 if self._qualifies(group):
                     self._note_n_plus_one(endpoint, group, req, r, ts, history)
-            for b in req.bullets:
-                self._note_bullet(endpoint, b, history)
         history.append((ts, req is not None and req.queries > 0))
         if r is None:
             return  # no Completed line: no per-request numbers for the baselines
@@ -275,12 +268,12 @@ class NPlusOneDetector(Detector):
             inc.shape = g.shape
         inc.add_request(ts, req.request_id, g, r, self.s.max_example_requests)
 
-    def _note_bullet(self, endpoint: str, b: Bullet, history: Optional[Deque[Tuple[float, bool]]] = None) -> None:
+    def _note_bullet(self, endpoint: str, b: Bullet) -> None:
         label = f"{b.model} => [{', '.join(':' + a for a in b.associations)}]"
         key = (endpoint, "bullet:" + label)
         inc = self._incidents.get(key)
         if inc is None:
-            inc = self._new_incident(key, {"endpoint": endpoint, "association": label}, b.ts or 0.0, history or ())
+            inc = self._new_incident(key, {"endpoint": endpoint, "association": label}, b.ts or 0.0, ())
             inc.bullet = b
         inc.add_bullet(b)
 
@@ -339,7 +332,8 @@ class NPlusOneDetector(Detector):
     def flush(self, until: Optional[float]) -> List[Finding]:
         for key in [k for k, req in self._open.items() if until is None or (req.last_ts or 0.0) < until - self._timeout(k)]:
             self._finish(self._open.pop(key), None)
-        return build_findings(self)
+        return build_findings(ReportInput(self.name, self._incidents, self._spikes, self._history, self._queries,
+                                          self.s.global_spike_share))
 
     def _timeout(self, key: str) -> float:
         return self.s.orphan_gap_s if key.startswith("orphan:") else self.s.request_timeout_s

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from agent.sources.replay import iter_events
-from detectors.sqlfp import SqlFingerprinter, parse_binds, parse_tags, shape
+from detectors.shared.sqlfp import SqlFingerprinter, parse_binds, parse_tags, shape
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "n_plus_one"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "logs" / "n_plus_one"
 
 AUTHOR_BY_ID = 'SELECT "authors".* FROM "authors" WHERE "authors"."id" = $1 LIMIT $2'
 

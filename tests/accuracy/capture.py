@@ -110,6 +110,11 @@ RECIPES: Dict[str, Recipe] = {
         "stack": {"log_setup": "info", "sidekiq_log": "production.log"},
         "phases": [lambda s: driver.flaky_recovers(s, jobs=3, seconds=10)],
     },
+    "shared_log_storm_and_n_plus_one": {
+        "stack": {"log_setup": "info", "sidekiq_log": "production.log"},
+        "phases": [lambda s: driver.healthy(s, 8), lambda s: driver.n_plus_one(s, 10),
+                   lambda s: driver.short_retry_storm(s, "ShortRetryWorker", jobs=12)],
+    },
     "stuck_job": {
         "stack": {"log_setup": "info", "sidekiq_concurrency": 3, "sidekiq_pool": 3},
         "phases": [lambda s: driver.stuck_job(s, seconds=40)],

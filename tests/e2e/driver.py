@@ -146,6 +146,13 @@ class ReferenceStack:
         bullet: bool = True,
         long_job_seconds: float = 8.0,
         verbose: bool = True,
+        puma_threads: Optional[int] = None,
+        puma_workers: Optional[int] = None,
+        web_pool: int = 3,
+        sidekiq_concurrency: Optional[int] = None,
+        sidekiq_pool: int = 5,
+        db_port: int = 5432,
+        sidekiq_log: str = "sidekiq.log",
     ):
         if log_setup not in LOG_SETUPS:
             raise ValueError("log_setup must be one of %s" % (LOG_SETUPS,))
@@ -161,6 +168,14 @@ class ReferenceStack:
         self.bullet = bullet
         self.long_job_seconds = long_job_seconds
         self.verbose = verbose
+        # Operator settings the accuracy scenarios vary (None/defaults: the four e2e set-ups).
+        self.puma_threads = puma_threads
+        self.puma_workers = puma_workers
+        self.web_pool = web_pool
+        self.sidekiq_concurrency = sidekiq_concurrency
+        self.sidekiq_pool = sidekiq_pool
+        self.db_port = int(db_port)
+        self.sidekiq_log = sidekiq_log
         self.base_url = "http://127.0.0.1:%d" % self.port
         self.redis = MiniRedis(DEFAULT_REDIS_URL if redis_url == "auto" else redis_url)
         self.session = requests.Session()
@@ -193,6 +208,8 @@ class ReferenceStack:
                 "RW_LONG_JOB_SECONDS": str(self.long_job_seconds),
                 "PORT": str(self.port),
                 "PUMA_CONTROL_PORT": str(self.control_port),
+                "RW_DB_PORT": str(self.db_port),
+                "RW_SIDEKIQ_LOG": self.sidekiq_log,
             }
         )
         # Never let a developer's Bundler setup leak into the Debian-only app.
@@ -201,7 +218,8 @@ class ReferenceStack:
         return env
 
     def ensure_database(self) -> None:
-        base = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc"]
+        base = ["psql", "-h", "127.0.0.1", "-p", str(self.db_port), "-U", "postgres", "-d", "postgres",
+                "-v", "ON_ERROR_STOP=1", "-Atc"]
         out = subprocess.run(
             base + ["SELECT 1 FROM pg_database WHERE datname = '%s'" % self.db_name],
             check=True, capture_output=True, text=True,
@@ -295,20 +313,53 @@ class ReferenceStack:
             self._claim_redis()
             self.flush_redis()
             # Puma first: its boot creates the schema and seeds, so Sidekiq does not race it.
-            self._spawn("puma", ["puma", "-C", "config/puma.rb", "config.ru"], db_pool=3, logfile="puma.log")
-            self.wait_for_health()
+            self.start_puma()
             # Sidekiq's pool matches its concurrency (5) so only web requests exhaust theirs.
-            self._spawn(
-                "sidekiq",
-                ["sidekiq", "-e", "production", "-r", os.path.join(self.app_dir, "app.rb"), "-C", "config/sidekiq.yml"],
-                db_pool=5, logfile="sidekiq.stdout.log",
-            )
+            argv = ["sidekiq", "-e", "production", "-r", os.path.join(self.app_dir, "app.rb"), "-C", "config/sidekiq.yml"]
+            if self.sidekiq_concurrency:
+                argv += ["-c", str(self.sidekiq_concurrency)]
+            self._spawn("sidekiq", argv, db_pool=self.sidekiq_pool, logfile="sidekiq.stdout.log")
             self.wait_for_sidekiq()
         except BaseException:
             self.stop()
             raise
         self.log("stack up at %s (setup=%s, logs in %s)" % (self.base_url, self.log_setup, self.log_dir))
         return self
+
+    def _puma_config(self) -> str:
+        """config/puma.rb, or a copy in the workdir with the threads/workers this stack varies."""
+        if self.puma_threads is None and self.puma_workers is None:
+            return "config/puma.rb"
+        with open(os.path.join(self.app_dir, "config", "puma.rb")) as f:
+            text = f.read()
+        threads = self.puma_threads or 8
+        text = text.replace("threads 8, 8", "threads %d, %d" % (threads, threads))
+        text = text.replace("workers 0", "workers %d" % (self.puma_workers or 0))
+        path = os.path.join(self.workdir, "puma.rb")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def start_puma(self) -> None:
+        self._spawn("puma", ["puma", "-C", self._puma_config(), "config.ru"], db_pool=self.web_pool,
+                    logfile="puma.log")
+        self.wait_for_health()
+
+    def restart_puma(self, timeout: float = 20.0) -> None:
+        """Stop Puma (TERM, by PID) and start it again: what a deploy does to the web process."""
+        proc = self._procs.pop("puma")
+        self.log("restarting puma pid=%d" % proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        for port in (self.port, self.control_port):
+            deadline = time.monotonic() + 10
+            while not _port_free(port) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        self.start_puma()
 
     def stop(self, timeout: float = 20.0) -> None:
         # Sidekiq first (it may still be finishing a job), then Puma.
@@ -519,6 +570,160 @@ def sidekiq_failures(stack: ReferenceStack, always_fails: int = 20, report_expor
                 "complete": stats["dead"] >= target_dead}
 
     return _phase("sidekiq_failures", run)
+
+
+# --------------------------------------------------------------------------- accuracy phases
+# Set-ups the four e2e scenarios do not cover, captured as labelled scenarios for
+# tests/accuracy (recipes and truth there). Each is short: tens of seconds of traffic.
+def _background_traffic(stack: ReferenceStack, seconds: float, paths: List[str],
+                        ok_job_every: int = 0, pause: float = 0.25) -> List[int]:
+    """Sequential requests over ``paths`` for ``seconds`` (an OkJob every ``ok_job_every``)."""
+    statuses = []  # type: List[int]
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        statuses.append(stack.get(paths[i % len(paths)]).status_code)
+        if ok_job_every and i % ok_job_every == 0:
+            stack.enqueue("OkJob", 1)
+        i += 1
+        time.sleep(pause)
+    return statuses
+
+
+def storm_at_end(stack: ReferenceStack, job: str = "InvoiceSyncJob", jobs: int = 12,
+                 seconds: float = 45.0) -> Dict[str, Any]:
+    """``jobs`` of a class that fails on every attempt with Sidekiq's default retries (25),
+    healthy traffic around it, and the phase ends while their retries are still pending."""
+
+    def run() -> Dict[str, Any]:
+        ids = stack.enqueue(job, jobs)
+        statuses = _background_traffic(stack, seconds, ["/posts_fixed", "/health"], ok_job_every=6)
+        return {"job": job, "jobs": len(ids), "requests": len(statuses), "status_counts": _count(statuses),
+                "sidekiq": stack.sidekiq_stats()}
+
+    return _phase("storm_at_end:" + job, run)
+
+
+def short_retry_storm(stack: ReferenceStack, job: str = "ShortRetryWorker", jobs: int = 12,
+                      timeout: float = 45.0) -> Dict[str, Any]:
+    """``jobs`` of an always-failing class with a short retry budget, until all are dead."""
+
+    def run() -> Dict[str, Any]:
+        before = stack.sidekiq_stats()
+        stack.enqueue(job, jobs)
+        deadline = time.monotonic() + timeout
+        stats = before
+        while time.monotonic() < deadline:
+            stack.get("/posts_fixed")
+            stats = stack.sidekiq_stats()
+            if stats["dead"] - before["dead"] >= jobs and stats["retry"] == 0 and stats["scheduled"] == 0:
+                break
+            time.sleep(0.5)
+        return {"job": job, "jobs": jobs, "dead_added": stats["dead"] - before["dead"], "sidekiq": stats}
+
+    return _phase("short_retry_storm:" + job, run)
+
+
+def flaky_recovers(stack: ReferenceStack, jobs: int = 3, seconds: float = 10.0) -> Dict[str, Any]:
+    """Native and ActiveJob jobs that fail once, then succeed on their retry."""
+
+    def run() -> Dict[str, Any]:
+        stack.enqueue("FlakyOnceJob", jobs)
+        stack.enqueue("FlakyOnceActiveJob", jobs)
+        statuses = _background_traffic(stack, seconds, ["/posts_fixed", "/health"], ok_job_every=4)
+        stats = _wait_queue_drained(stack, 60)
+        return {"flaky_jobs": 2 * jobs, "requests": len(statuses), "sidekiq": stats}
+
+    return _phase("flaky_recovers", run)
+
+
+def stuck_job(stack: ReferenceStack, seconds: float = 40.0) -> Dict[str, Any]:
+    """One LongRunningJob sleeping ``seconds`` while its peers (OkJob) take milliseconds."""
+
+    def run() -> Dict[str, Any]:
+        r = stack.get("/enqueue", params={"job": "LongRunningJob", "n": 1, "secs": seconds})
+        r.raise_for_status()
+        statuses = _background_traffic(stack, seconds - 5, ["/posts_fixed", "/health"], ok_job_every=2, pause=0.5)
+        return {"long_running_job_id": r.json()["ids"][0], "sleeps_s": seconds, "requests": len(statuses),
+                "sidekiq": stack.sidekiq_stats()}
+
+    return _phase("stuck_job", run)
+
+
+def slow_query_endpoint(stack: ReferenceStack, requests_n: int = 8) -> Dict[str, Any]:
+    """A new endpoint running one 1.5 s query per request, among ordinary traffic."""
+
+    def run() -> Dict[str, Any]:
+        statuses = []  # type: List[int]
+        for _ in range(requests_n):
+            statuses.append(stack.get("/reports/slow?s=1.5").status_code)
+            statuses.append(stack.get("/posts_fixed").status_code)
+            statuses.append(stack.get("/health").status_code)
+        return {"requests": len(statuses), "status_counts": _count(statuses), "slow_requests": requests_n}
+
+    return _phase("slow_query_endpoint", run)
+
+
+def batch_loads(stack: ReferenceStack, requests_n: int = 20) -> Dict[str, Any]:
+    """/posts_batch: preload (IN (...)) of two associations and query-cache repeats."""
+
+    def run() -> Dict[str, Any]:
+        statuses = []  # type: List[int]
+        for i in range(requests_n):
+            statuses.append(stack.get("/posts_batch").status_code)
+            if i % 3 == 0:
+                statuses.append(stack.get("/posts_fixed?limit=10").status_code)
+            time.sleep(0.2)
+        return {"requests": len(statuses), "status_counts": _count(statuses)}
+
+    return _phase("batch_loads", run)
+
+
+def not_found_flood(stack: ReferenceStack, requests_n: int = 150) -> Dict[str, Any]:
+    """A scanner's 404 flood (RoutingError) and a load balancer's health checks."""
+
+    def run() -> Dict[str, Any]:
+        probes = ["/wp-login.php", "/.env", "/admin/config.php", "/phpmyadmin/", "/xmlrpc.php", "/.git/config"]
+        statuses = []  # type: List[int]
+        for i in range(requests_n):
+            statuses.append(stack.get(probes[i % len(probes)] + ("?i=%d" % i)).status_code)
+            statuses.append(stack.get("/health").status_code)
+        return {"requests": len(statuses), "status_counts": _count(statuses)}
+
+    return _phase("not_found_flood", run)
+
+
+def deploy_then_n_plus_one(stack: ReferenceStack, before_seconds: float = 15.0, requests_n: int = 15,
+                           revision: str = "9f8e7d6c5b4a39281706f5e4d3c2b1a098765432") -> Dict[str, Any]:
+    """Healthy traffic, a deploy (new REVISION written, Puma restarted), then an N+1 endpoint
+    (/posts) that was never requested before the deploy."""
+
+    def run() -> Dict[str, Any]:
+        statuses = _background_traffic(stack, before_seconds, ["/posts_fixed", "/health"], ok_job_every=8)
+        with open(os.path.join(stack.workdir, "REVISION"), "w") as f:
+            f.write(revision + "\n")
+        deploy_at = utcnow()
+        stack.restart_puma()
+        for _ in range(requests_n):
+            statuses.append(stack.get("/posts").status_code)
+            statuses.append(stack.get("/posts_fixed").status_code)
+            time.sleep(0.2)
+        return {"deploy_at": deploy_at, "revision": revision, "requests": len(statuses),
+                "status_counts": _count(statuses), "n_plus_one_requests": requests_n}
+
+    return _phase("deploy_then_n_plus_one", run)
+
+
+ACCURACY_PHASES = {
+    "storm_at_end": storm_at_end,
+    "short_retry_storm": short_retry_storm,
+    "flaky_recovers": flaky_recovers,
+    "stuck_job": stuck_job,
+    "slow_query_endpoint": slow_query_endpoint,
+    "batch_loads": batch_loads,
+    "not_found_flood": not_found_flood,
+    "deploy_then_n_plus_one": deploy_then_n_plus_one,
+}
 
 
 SCENARIOS = {

@@ -120,6 +120,9 @@ class RailwatchE2E < Rails::Application
     get "/slow_hold" => "slow#hold"
     get "/pool_stats" => "health#pool"
     get "/enqueue" => "jobs#enqueue"
+    # accuracy scenarios (tests/accuracy): silent batch loads, a slow single query
+    get "/posts_batch" => "posts#batch"
+    get "/reports/slow" => "reports#slow"
   end
 end
 
@@ -131,7 +134,8 @@ Sidekiq.configure_server do |config|
   config.redis = { url: RW_REDIS_URL }
   # Sidekiq 6 logs to STDOUT by default; a file here keeps its lines apart from the
   # process's own stdout (which only gets the "Booting Sidekiq" line).
-  sidekiq_io = File.open(File.join(RW_LOG_DIR, "sidekiq.log"), "a")
+  # RW_SIDEKIQ_LOG=production.log: one shared file written by web and worker processes.
+  sidekiq_io = File.open(File.join(RW_LOG_DIR, ENV.fetch("RW_SIDEKIQ_LOG", "sidekiq.log")), "a")
   sidekiq_io.sync = true
   config.logger = Sidekiq::Logger.new(sidekiq_io)
   config.logger.level = RW_LOG_SETUP == "debug" ? ::Logger::DEBUG : ::Logger::INFO
@@ -241,6 +245,25 @@ class PostsController < ApplicationController
   end
 end
 
+class PostsController
+  # Batch loads (IN (...)) and query-cache repeats: many SQL lines, no N+1.
+  def batch
+    posts = Post.preload(:author, :comments).order(:id).limit(params.fetch(:limit, 30).to_i).to_a
+    rows = posts.map { |post| { id: post.id, author: post.author.name, comments: post.comments.size } }
+    5.times { Author.find(1) } # the first loads, the next four are CACHE hits
+    render json: rows
+  end
+end
+
+class ReportsController < ApplicationController
+  # One slow query (1.5 s in the database), nothing repeated.
+  def slow
+    seconds = [[params.fetch(:s, 1.5).to_f, 0.0].max, 10.0].min
+    ActiveRecord::Base.connection.select_value("SELECT pg_sleep(#{seconds})")
+    render json: { slept: seconds }
+  end
+end
+
 class SlowController < ApplicationController
   # Holds a pooled connection for `s` seconds (a slow query).
   def hold
@@ -251,7 +274,8 @@ class SlowController < ApplicationController
 end
 
 class JobsController < ApplicationController
-  JOBS = %w[OkJob FlakyOnceJob AlwaysFailsJob LongRunningJob ReportExportJob].freeze
+  JOBS = %w[OkJob FlakyOnceJob AlwaysFailsJob LongRunningJob ReportExportJob
+            InvoiceSyncJob WebhookDeliveryWorker ShortRetryWorker RetryOnJob FlakyOnceActiveJob].freeze
 
   def enqueue
     name = params.fetch(:job)
@@ -262,7 +286,9 @@ class JobsController < ApplicationController
     arg = params[:arg]
     ids = Array.new(n) do |i|
       job_arg = arg || "#{request.request_id[0, 8]}-#{i}"
-      if klass < ActiveJob::Base
+      if klass < ActiveJob::Base && params[:secs]
+        klass.perform_later(job_arg, params[:secs].to_f).job_id
+      elsif klass < ActiveJob::Base
         klass.perform_later(job_arg).job_id
       else
         klass.perform_async(job_arg)
@@ -327,6 +353,63 @@ class ReportExportJob < ActiveJob::Base
   def perform(ref)
     report = { ref: ref, owner: nil }
     report[:owner].email # NoMethodError
+  end
+end
+
+# --- Jobs for the accuracy scenarios (tests/accuracy) --------------------------------
+class UpstreamUnavailableError < StandardError; end
+
+# ActiveJob-wrapped, Sidekiq's default retries (25, backoff 15 s, 31 s, ...): a storm
+# that is still retrying, nothing dead, when a short log ends.
+class InvoiceSyncJob < ActiveJob::Base
+  queue_as :default
+
+  def perform(ref)
+    raise UpstreamUnavailableError, "billing API returned 503 for invoice #{ref}"
+  end
+end
+
+# Native Sidekiq worker with the default retries: the same storm without ActiveJob.
+class WebhookDeliveryWorker
+  include Sidekiq::Worker
+
+  def perform(ref)
+    raise UpstreamUnavailableError, "webhook endpoint refused connection for delivery #{ref}"
+  end
+end
+
+# Native worker with a short retry budget (retry: 2, 1 s apart): dead within seconds.
+class ShortRetryWorker
+  include Sidekiq::Worker
+  sidekiq_options retry: 2
+  sidekiq_retry_in { |_count, _exception| 1 }
+
+  def perform(ref)
+    raise PaymentGatewayError, "gateway returned 504 Gateway Timeout for order #{ref}"
+  end
+end
+
+# ActiveJob's own retries (retry_on ... attempts: 2), then Sidekiq's (retry: 0: dead at once).
+class RetryOnJob < ActiveJob::Base
+  queue_as :default
+  sidekiq_options retry: 0
+  retry_on UpstreamUnavailableError, attempts: 2, wait: 1
+
+  def perform(ref)
+    raise UpstreamUnavailableError, "search index unavailable for document #{ref}"
+  end
+end
+
+# ActiveJob that fails on its first attempt only, then succeeds on Sidekiq's retry.
+class FlakyOnceActiveJob < ActiveJob::Base
+  queue_as :default
+  sidekiq_options retry: 3
+
+  def perform(ref)
+    first = Sidekiq.redis { |r| r.set("rw:flaky-aj:#{ref}", "1", nx: true, ex: 3600) }
+    raise Timeout::Error, "upstream inventory service timed out for #{ref}" if first
+
+    Post.count
   end
 end
 

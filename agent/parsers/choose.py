@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple, Type
 
-from agent.parsers import BY_NAME, MIN_SNIFF_SCORE, Parser, sniff
+from agent.parsers import BY_NAME, FORMATS, MIN_SNIFF_SCORE, Parser, sniff
 from agent.parsers.envelope import ENVELOPES, Envelope
+from agent.parsers.mixed import mixed_parser, second_format
 
 SNIFF_LINES = 64  # lines of a file's head the choice is made from
 MIN_ENVELOPE_SHARE = 0.6  # share of sample lines an envelope (syslog, journald…) must wrap
@@ -26,10 +27,18 @@ def choose_format(sample: Sequence[str], forced: Optional[str]) -> Tuple[Optiona
         return parser, None
     parser, _ = sniff(sample)
     if parser is not None:
-        return parser, None
+        return _with_second(parser, sample), None
     for env in ENVELOPES:
         if env.share(sample) >= MIN_ENVELOPE_SHARE:
-            parser, _ = sniff([env.split(l, 1970)[0] for l in sample])
+            inner = [env.split(l, 1970)[0] for l in sample]
+            parser, _ = sniff(inner)
             if parser is not None:
-                return parser, env
+                return _with_second(parser, inner), env
     return None, None
+
+
+def _with_second(parser: Type[Parser], sample: Sequence[str]) -> Type[Parser]:
+    """``parser``, or a mixed parser when another format owns a fair share of the other lines
+    (web and worker processes writing one production.log)."""
+    second = second_format(sample, parser, FORMATS)
+    return parser if second is None else mixed_parser(parser, second)

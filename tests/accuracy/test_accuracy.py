@@ -22,9 +22,6 @@ KNOWN_GAPS = {
                               "dropped (each waits for its recovery grace), so scan reports no storm",
     "storm_at_end_native_c2": "issue 12 item 1: the same end-of-log blind spot for a native worker "
                               "(27 failed attempts of 12 jobs, no incident)",
-    "shared_log_storm_and_n_plus_one": "a production.log written by Puma and Sidekiq is read with the one parser "
-                                       "sniffed from its first lines (rails): its Sidekiq lines (37 'fail', 12 "
-                                       "'Adding dead') are unparsed, so the dead-job storm is missed",
     "deploy_then_n_plus_one": "issue 12 item 5: an N+1 that appears with a new endpoint right after a deploy "
                               "is reported as a warning, not the critical 'N+1 spike' page",
 }

@@ -78,6 +78,8 @@ def scan(
     config = load_config(config_path)  # the same typed parse as `run`; a bad file exits 2 listing every problem
 
     facts = AppFacts()
+    if app_dir is None and config is not None and os.path.isdir(config.app.root):
+        app_dir = config.app.root  # the app facts the daemon reads from the same file
     if app_dir is not None:
         if not os.path.isdir(app_dir):
             _say(f"{app_dir}: --app must be a Rails app directory")

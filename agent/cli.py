@@ -59,7 +59,7 @@ def cli() -> None:
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, envvar="RAILWATCH_STATE_DIR",
               help=f"Incident store for --open-incidents (default {DEFAULT_STATE_DIR}).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="Agent config whose sinks --open-incidents uses (default: the directory sink under the state dir).")
+              help="Agent config, applied as `run` applies it: [detectors.*], [incidents], and the sinks --open-incidents uses.")
 def scan(
     paths: Tuple[str, ...], fmt: str, detectors: Tuple[str, ...], log_format: Optional[str], since: Optional[float],
     until_: Optional[float], fail_on: str, app_dir: Optional[str], output: Optional[str], jobs: int,
@@ -72,11 +72,16 @@ def scan(
       railwatch scan log/production.log* log/sidekiq.log
       railwatch scan --format json --app /srv/app/current /srv/app/shared/log
     """
+    from agent.cli_incidents import load_config
     from agent.report import render_json, render_markdown, render_text
     from agent.scan import UsageError, scan as run_scan
     from detectors.base import AppFacts
 
+    config = load_config(config_path)  # the same typed parse as `run`; a bad file exits 2 listing every problem
+
     facts = AppFacts()
+    if app_dir is None and config is not None and os.path.isdir(config.app.root):
+        app_dir = config.app.root  # the app facts the daemon reads from the same file
     if app_dir is not None:
         if not os.path.isdir(app_dir):
             fail(f"{app_dir}: --app must be a Rails app directory")
@@ -88,7 +93,8 @@ def scan(
     progress = _Progress(paths) if sys.stderr.isatty() and fmt != "json" or _Progress.forced() else None
     try:
         result = run_scan(
-            list(paths), detectors=list(detectors) or None, facts=facts, log_format=log_format, since=since,
+            list(paths), detectors=list(detectors) or (config.enabled_detectors if config else None), facts=facts,
+            settings=dict(config.detectors) if config else None, log_format=log_format, since=since,
             until=until_, on_bytes=progress.advance if progress else None, on_error=say, jobs=jobs,
         )
     except UsageError as exc:
@@ -101,7 +107,8 @@ def scan(
     if not result.files or all(f.format == "unknown" for f in result.files):
         fail("nothing could be scanned")  # only the errors: an empty report would read as "all clear"
     if open_incidents:
-        _open_incidents(result, state_dir or DEFAULT_STATE_DIR, config_path, facts)
+        default_state = config.state.dir if config else DEFAULT_STATE_DIR
+        _open_incidents(result, state_dir or default_state, config_path, config, facts)
     # secrets never leave the host unscrubbed: reports get scrubbed copies of the findings
     from agent.scrub import scrub_finding
 
@@ -120,12 +127,14 @@ def scan(
     sys.exit(_exit_status(result.incidents, fail_on))
 
 
-def _open_incidents(result, state_dir: str, config_path: Optional[str], facts) -> None:  # type: ignore[no-untyped-def]
-    from agent.cli_incidents import configured_sinks, load_config, open_incidents_from_scan
+def _open_incidents(result, state_dir: str, config_path: Optional[str], config, facts) -> None:  # type: ignore[no-untyped-def]
+    from agent.cli_incidents import configured_sinks, open_incidents_from_scan
 
     try:
-        sinks = configured_sinks(state_dir, load_config(config_path)) if config_path else None
-        updates = open_incidents_from_scan(result, state_dir, sinks, facts=facts, agent_config=config_path)
+        sinks = configured_sinks(state_dir, config) if config else None
+        updates = open_incidents_from_scan(result, state_dir, sinks, facts=facts, agent_config=config_path,
+                                           settings=config.incidents if config else None,
+                                           host=(config.app.host or None) if config else None)
     except (OSError, ValueError) as exc:
         fail(f"--open-incidents: {exc}")
     say(f"{len(updates)} incident update(s) recorded in {state_dir}")

@@ -11,18 +11,20 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 
 import click
 
-from agent.cli_common import EXIT_FAILED, EXIT_OK, fail, say
+from agent.cli_common import EXIT_FAILED, EXIT_OK, fail, fail_all, say
 from agent.clock import Clock
 from agent.config import DEFAULT_STATE_DIR
 from agent.incidents import Deliverer, IncidentManager, IncidentStore, IncidentUpdate, LifecycleSettings, StoreError
 from agent.incidents.model import RESOLVE
-from agent.sinks import Sink, sinks_from_config
+from agent.sinks import Sink, build_sinks
 from agent.timeparse import to_iso
 
+if TYPE_CHECKING:
+    from agent.config import Config
 
 state_dir_option = click.option(
     "--state-dir", type=click.Path(file_okay=False), default=DEFAULT_STATE_DIR, show_default=True,
@@ -32,25 +34,25 @@ config_option = click.option(
     help="railwatch config (TOML); its [sinks.*] tables say where incidents go.")
 
 
-def load_config(path: Optional[str]) -> Dict[str, Any]:
-    """The config file as tables (its [sinks.*] are validated by ``configured_sinks``)."""
+def load_config(path: Optional[str]) -> Optional["Config"]:
+    """The config file through the same typed parse as ``run`` (no [[sources]] needed); None without a file.
+
+    A bad file exits 2 listing every problem, one ``railwatch: <dotted path>: <problem>`` line
+    each, as ``config check`` and ``run`` do.
+    """
     if not path:
-        return {}
-    from agent.config import ConfigError, read_toml
+        return None
+    from agent.config import ConfigError, load
 
     try:
-        return dict(read_toml(path))
+        return load(path, require_sources=False)
     except ConfigError as exc:
-        fail(f"{path}: " + "; ".join(exc.errors))
-    return {}
+        fail_all(exc.errors)
 
 
-def configured_sinks(state_dir: str, config: Mapping[str, Any], clock: Optional[Clock] = None) -> Dict[str, Sink]:
-    try:
-        return sinks_from_config(config.get("sinks") or {}, state_dir, clock=clock)
-    except ValueError as exc:
-        fail(f"config: {exc}")
-    return {}
+def configured_sinks(state_dir: str, config: Optional["Config"], clock: Optional[Clock] = None) -> Dict[str, Sink]:
+    """The config's sinks (validated at parse); the directory sink under ``state_dir`` without any."""
+    return build_sinks(config.sinks if config is not None else (), state_dir, clock=clock)
 
 
 def _open_store(state_dir: str) -> IncidentStore:

@@ -33,11 +33,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 servers
     import tomli as tomllib
 
-from agent.config_values import (
-    at_least, has, http_url, listen_problem, mask, one_of, ports, positive, regex, scheme, split_listen, suggest, table,
-)
+from agent.config_values import has, http_url, listen_problem, mask, regex, scheme, split_listen, suggest, table
 from agent.incidents.lifecycle import LifecycleSettings
 from agent.parsers import BY_NAME
+from agent.settings import setting
+from agent.sinks import SinkConfig, parse_sink
 from detectors import REGISTRY
 from detectors.base import Settings
 
@@ -56,38 +56,28 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AppConfig:
-    root: str = ""  # the Rails root (or Capistrano deploy root)
-    env: str = "production"
-    host: str = ""  # the name incidents report this host by ("" = the machine's hostname)
+    root: str = setting("")  # the Rails root (or Capistrano deploy root)
+    env: str = setting("production")
+    host: str = setting("")  # the name incidents report this host by ("" = the machine's hostname)
 
 
 @dataclass(frozen=True)
 class SourceConfig:
-    path: str  # a file or a glob
-    format: str = ""  # "" sniffs the format per file
-    start: str = ""  # "" takes [tail] start
+    path: str = setting("", required=True)  # a file or a glob
+    format: str = setting("", choices=("",) + tuple(BY_NAME))  # "" sniffs the format per file
+    start: str = setting("", choices=("",) + STARTS)  # "" takes [tail] start
 
 
 @dataclass(frozen=True)
 class TailConfig:
-    start: str = "end"  # where a file seen for the first time starts (a checkpoint wins)
-    poll_interval_s: float = 0.25  # files are checked this often even without inotify events
-    watch: bool = True  # wake on inotify events (watchdog); off = polling only
-
-
-@dataclass(frozen=True)
-class SinkConfig:
-    name: str
-    type: str
-    options: Tuple[Tuple[str, Any], ...] = ()
-
-    def table(self) -> Dict[str, Any]:
-        return dict(self.options, type=self.type)
+    start: str = setting("end", choices=STARTS)  # where a file seen for the first time starts (a checkpoint wins)
+    poll_interval_s: float = setting(0.25, above=0.0)  # files are checked this often even without inotify events
+    watch: bool = setting(True)  # wake on inotify events (watchdog); off = polling only
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    listen: str = "127.0.0.1:9394"  # "off" disables /metrics and /healthz
+    listen: str = setting("127.0.0.1:9394")  # "off" disables /metrics and /healthz
 
     @property
     def address(self) -> Optional[Tuple[str, int]]:
@@ -96,41 +86,41 @@ class MetricsConfig:
 
 @dataclass(frozen=True)
 class PsutilConfig:
-    enabled: bool = True
-    interval_s: float = 10.0
-    puma_match: str = r"(?:^|[\s/])puma(?:[\s:]|$)"  # "puma 6.4.2 (tcp://…) [app]", "puma: cluster worker 0: …"
-    sidekiq_match: str = r"(?:^|[\s/])sidekiq(?:[\s:]|$)"  # "sidekiq 7.2.0 app [0 of 5 busy]"
-    db_ports: Tuple[int, ...] = (5432, 6432, 3306)
-    redis_ports: Tuple[int, ...] = (6379,)
+    enabled: bool = setting(True)
+    interval_s: float = setting(10.0, above=0.0)
+    puma_match: str = setting(r"(?:^|[\s/])puma(?:[\s:]|$)")  # "puma 6.4.2 (tcp://…) [app]", "puma: cluster worker 0: …"
+    sidekiq_match: str = setting(r"(?:^|[\s/])sidekiq(?:[\s:]|$)")  # "sidekiq 7.2.0 app [0 of 5 busy]"
+    db_ports: Tuple[int, ...] = setting((5432, 6432, 3306), min=1, max=65535)
+    redis_ports: Tuple[int, ...] = setting((6379,), min=1, max=65535)
 
 
 @dataclass(frozen=True)
 class PumaConfig:
-    enabled: bool = False
-    url: str = "http://127.0.0.1:9293"  # the control app (activate_control_app / --control-url)
-    token: str = ""
-    interval_s: float = 5.0
-    timeout_s: float = 2.0
+    enabled: bool = setting(False)
+    url: str = setting("http://127.0.0.1:9293")  # the control app (activate_control_app / --control-url)
+    token: str = setting("", secret=True)
+    interval_s: float = setting(5.0, above=0.0)
+    timeout_s: float = setting(2.0, above=0.0)
 
 
 @dataclass(frozen=True)
 class SidekiqConfig:
-    enabled: bool = False
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    namespace: str = ""  # redis-namespace prefix (Sidekiq <= 6)
-    interval_s: float = 10.0
-    timeout_s: float = 2.0
-    max_queues: int = 100
+    enabled: bool = setting(False)
+    redis_url: str = setting("redis://127.0.0.1:6379/0", secret=True)
+    namespace: str = setting("")  # redis-namespace prefix (Sidekiq <= 6)
+    interval_s: float = setting(10.0, above=0.0)
+    timeout_s: float = setting(2.0, above=0.0)
+    max_queues: int = setting(100, min=1)
 
 
 @dataclass(frozen=True)
 class PostgresConfig:
-    enabled: bool = False
-    dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
-    interval_s: float = 15.0
-    timeout_s: float = 5.0
-    statements: bool = True  # pg_stat_statements call deltas, when the extension is there
-    top_statements: int = 20
+    enabled: bool = setting(False)
+    dsn: str = setting("postgresql://postgres@127.0.0.1:5432/postgres", secret=True)
+    interval_s: float = setting(15.0, above=0.0)
+    timeout_s: float = setting(5.0, above=0.0)
+    statements: bool = setting(True)  # pg_stat_statements call deltas, when the extension is there
+    top_statements: int = setting(20, min=1)
 
 
 @dataclass(frozen=True)
@@ -143,18 +133,18 @@ class CollectorsConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    max_line: int = 64 * 1024  # longer lines are cut
-    read_budget_bytes: int = 4 << 20  # read per loop turn: a burst falls behind (lag) instead of piling up
-    metric_queue: int = 10_000  # collector samples waiting for the loop; beyond, samples are dropped
-    checkpoint_interval_s: float = 2.0  # at most this much is re-read after a SIGKILL
-    flush_interval_s: float = 0.5  # detectors are asked for findings this often
-    stall_after_s: float = 120.0  # /healthz fails when a source is behind and unread this long
-    outbox_stuck_after_s: float = 900.0  # …or an undelivered update is this old
+    max_line: int = setting(64 * 1024, min=256, max=16 << 20)  # longer lines are cut
+    read_budget_bytes: int = setting(4 << 20, min=64 * 1024, max=1 << 30)  # read per loop turn: a burst falls behind (lag) instead of piling up
+    metric_queue: int = setting(10_000, min=10, max=10_000_000)  # collector samples waiting for the loop; beyond, samples are dropped
+    checkpoint_interval_s: float = setting(2.0, above=0.0)  # at most this much is re-read after a SIGKILL
+    flush_interval_s: float = setting(0.5, above=0.0)  # detectors are asked for findings this often
+    stall_after_s: float = setting(120.0, above=0.0)  # /healthz fails when a source is behind and unread this long
+    outbox_stuck_after_s: float = setting(900.0, above=0.0)  # …or an undelivered update is this old
 
 
 @dataclass(frozen=True)
 class StateConfig:
-    dir: str = DEFAULT_STATE_DIR
+    dir: str = setting(DEFAULT_STATE_DIR)
 
 
 @dataclass(frozen=True)
@@ -164,7 +154,7 @@ class Config:
     tail: TailConfig = TailConfig()
     detectors: Mapping[str, Settings] = field(default_factory=dict)  # configured settings by detector
     disabled_detectors: Tuple[str, ...] = ()
-    sinks: Tuple[SinkConfig, ...] = ()
+    sinks: Tuple[SinkConfig, ...] = ()  # typed and validated once, here; agent.sinks.build_sinks makes the sinks
     incidents: LifecycleSettings = LifecycleSettings()
     metrics: MetricsConfig = MetricsConfig()
     collectors: CollectorsConfig = CollectorsConfig()
@@ -175,9 +165,6 @@ class Config:
     @property
     def enabled_detectors(self) -> List[str]:
         return [n for n in REGISTRY if n not in self.disabled_detectors]
-
-    def sinks_table(self) -> Dict[str, Dict[str, Any]]:
-        return {s.name: s.table() for s in self.sinks}
 
 
 # ----------------------------------------------------------------------------- reading
@@ -194,12 +181,16 @@ def read_toml(path: str) -> Dict[str, Any]:
         raise ConfigError([f"{path}: not valid TOML ({exc})"]) from None
 
 
-def load(path: str) -> Config:
-    return parse(read_toml(path), origin=path)
+def load(path: str, require_sources: bool = True) -> Config:
+    return parse(read_toml(path), origin=path, require_sources=require_sources)
 
 
-def parse(data: Mapping[str, Any], origin: str = "") -> Config:
-    """Validate a whole configuration; raises ConfigError listing every problem."""
+def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = True) -> Config:
+    """Validate a whole configuration; raises ConfigError listing every problem.
+
+    ``require_sources=False`` is for ``scan --config``: scan takes its logs from the
+    command line, and everything else in the file applies as it does for ``run``.
+    """
     errors: List[str] = []
     base = os.path.dirname(os.path.abspath(origin)) if origin else os.getcwd()
     known = {"app", "sources", "tail", "detectors", "sinks", "incidents", "metrics", "collectors", "limits", "state"}
@@ -209,27 +200,23 @@ def parse(data: Mapping[str, Any], origin: str = "") -> Config:
     app = table(AppConfig, data.get("app"), "app", errors)
     if app.root:
         app = AppConfig(root=os.path.abspath(os.path.join(base, app.root)), env=app.env, host=app.host)
-    tail = table(TailConfig, data.get("tail"), "tail", errors, {"start": one_of(STARTS), "poll_interval_s": positive})
+    tail = table(TailConfig, data.get("tail"), "tail", errors)
     sources = _sources(data.get("sources"), app, base, errors)
     detectors, disabled = _detectors(data.get("detectors"), errors)
     metrics = table(MetricsConfig, data.get("metrics"), "metrics", errors, {"listen": listen_problem})
     collectors = _collectors(data.get("collectors"), errors)
-    limits = table(LimitsConfig, data.get("limits"), "limits", errors, {
-        "max_line": at_least(256), "read_budget_bytes": at_least(64 * 1024), "metric_queue": at_least(10),
-        "checkpoint_interval_s": positive, "flush_interval_s": positive, "stall_after_s": positive,
-        "outbox_stuck_after_s": positive,
-    })
+    limits = table(LimitsConfig, data.get("limits"), "limits", errors)
     state = table(StateConfig, data.get("state"), "state", errors)
     state = StateConfig(dir=os.path.abspath(os.path.join(base, state.dir)))
     incidents = table(LifecycleSettings, data.get("incidents"), "incidents", errors)
-    sinks = _sinks(data.get("sinks"), state.dir, errors)
+    sinks = _sinks(data.get("sinks"), errors)
     if app.root and not sources:
         found, _notes = discover(app.root, app.env)
         sources = tuple(SourceConfig(p) for p in found)
         puma = discover_puma_control(app.root)
         if puma is not None and not has(data, "collectors", "puma"):
             collectors = CollectorsConfig(collectors.psutil, PumaConfig(True, puma[0], puma[1]), collectors.sidekiq, collectors.postgres)
-    if not sources:
+    if not sources and require_sources:
         errors.append("sources: no log to follow (add [[sources]] path = …, or set app.root, or pass --log/--app)")
     if errors:
         raise ConfigError(errors)
@@ -269,8 +256,7 @@ def _sources(raw: Any, app: AppConfig, base: str, errors: List[str]) -> Tuple[So
         if not isinstance(item, dict):
             errors.append(f"{where}: expected a table")
             continue
-        src = table(SourceConfig, item, where, errors, {"start": one_of(("",) + STARTS), "format": one_of(("",) + tuple(BY_NAME))},
-                     required=("path",))
+        src = table(SourceConfig, item, where, errors)
         if src is not None and src.path:
             root = app.root or base
             out.append(SourceConfig(os.path.abspath(os.path.join(root, src.path)), src.format, src.start))
@@ -285,46 +271,37 @@ def _detectors(raw: Any, errors: List[str]) -> Tuple[Dict[str, Settings], Tuple[
     if not isinstance(raw, dict):
         errors.append("detectors: expected a table of [detectors.<name>] tables")
         return settings, ()
-    for name, table in raw.items():
+    for name, given in raw.items():
         where = f"detectors.{name}"
         if name not in REGISTRY:
             errors.append(f"{where}: unknown detector{suggest(name, REGISTRY)}; choose from: {', '.join(REGISTRY)}")
             continue
-        if not isinstance(table, dict):
+        if not isinstance(given, dict):
             errors.append(f"{where}: expected a table")
             continue
-        values = dict(table)
-        enabled = values.pop("enabled", True)
-        if not isinstance(enabled, bool):
-            errors.append(f"{where}.enabled: expected true or false, got {enabled!r}")
-        elif not enabled:
+        values = dict(given)
+        switch = table(DetectorSwitch, {"enabled": values.pop("enabled")} if "enabled" in values else {}, where, errors)
+        if not switch.enabled:
             disabled.append(name)
-        try:
-            settings[name] = REGISTRY[name].settings_type.from_mapping(values, path=where + ".")
-        except (ValueError, TypeError) as exc:
-            errors.extend(m.strip() for m in str(exc).split("; ") if m.strip())
+        settings[name] = table(REGISTRY[name].settings_type, values, where, errors)
     return settings, tuple(disabled)
 
 
-def _sinks(raw: Any, state_dir: str, errors: List[str]) -> Tuple[SinkConfig, ...]:
+@dataclass(frozen=True)
+class DetectorSwitch:
+    """``enabled`` in a ``[detectors.<name>]`` table, beside that detector's own settings."""
+
+    enabled: bool = setting(True)
+
+
+def _sinks(raw: Any, errors: List[str]) -> Tuple[SinkConfig, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, dict):
         errors.append("sinks: expected a table of [sinks.<name>] tables")
         return ()
-    from agent.sinks import sinks_from_config
-
-    try:
-        sinks_from_config(raw, state_dir)  # validation only: the daemon builds its own
-    except ValueError as exc:
-        errors.extend(m.strip() for m in re.split(r"; (?=sinks\.)", str(exc)) if m.strip())
-    out = []
-    for name, table in raw.items():
-        if isinstance(table, dict):
-            kind = str(table.get("type", table.get("kind", "")))
-            options = tuple(sorted((k, v) for k, v in table.items() if k not in ("type", "kind")))
-            out.append(SinkConfig(name, kind, options))
-    return tuple(out)
+    parsed = [parse_sink(name, options, errors) for name, options in raw.items()]
+    return tuple(p for p in parsed if p is not None)
 
 
 def _collectors(raw: Any, errors: List[str]) -> CollectorsConfig:
@@ -336,15 +313,12 @@ def _collectors(raw: Any, errors: List[str]) -> CollectorsConfig:
     for key in raw:
         if key not in ("psutil", "puma", "sidekiq", "postgres"):
             errors.append(f"collectors.{key}: unknown collector{suggest(key, ('psutil', 'puma', 'sidekiq', 'postgres'))}")
-    common = {"interval_s": positive, "timeout_s": positive}
     return CollectorsConfig(
-        psutil=table(PsutilConfig, raw.get("psutil"), "collectors.psutil", errors, dict(
-            common, puma_match=regex, sidekiq_match=regex, db_ports=ports, redis_ports=ports)),
-        puma=table(PumaConfig, raw.get("puma"), "collectors.puma", errors, dict(common, url=http_url)),
-        sidekiq=table(SidekiqConfig, raw.get("sidekiq"), "collectors.sidekiq", errors, dict(
-            common, max_queues=at_least(1), redis_url=scheme("redis://", "rediss://", "unix://"))),
-        postgres=table(PostgresConfig, raw.get("postgres"), "collectors.postgres", errors, dict(
-            common, top_statements=at_least(1))),
+        psutil=table(PsutilConfig, raw.get("psutil"), "collectors.psutil", errors, {"puma_match": regex, "sidekiq_match": regex}),
+        puma=table(PumaConfig, raw.get("puma"), "collectors.puma", errors, {"url": http_url}),
+        sidekiq=table(SidekiqConfig, raw.get("sidekiq"), "collectors.sidekiq", errors,
+                      {"redis_url": scheme("redis://", "rediss://", "unix://")}),
+        postgres=table(PostgresConfig, raw.get("postgres"), "collectors.postgres", errors),
     )
 
 

@@ -1,90 +1,18 @@
-"""Helpers of agent.config: TOML tables into frozen dataclasses, value checks, masking.
+"""Helpers of agent.config: the one validator, the checks bounds cannot say, masking.
 
-``table(cls, raw, path, errors, checks)`` builds a dataclass from a TOML table, adding
-one error per unknown key (with a "did you mean") or value of the wrong type, each
-named by its dotted path; ``checks`` add value rules (``positive``, ``one_of``…) that
-return "" when the value is fine, else the problem.
+``table(cls, raw, path, errors, checks)`` (from ``agent.settings``, where the bounds are
+declared) builds a dataclass from a TOML table, one error line per problem with its
+dotted path. ``checks`` here are the value rules that are not ranges or choices
+(``regex``, ``http_url``, ``listen_problem``…): each returns "" when the value is fine,
+else the problem.
 """
 from __future__ import annotations
 
-import difflib
 import re
-from dataclasses import MISSING, fields, is_dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Mapping, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-
-def table(cls: Any, raw: Any, path: str, errors: List[str], checks: Optional[Dict[str, Callable[[Any], str]]] = None,
-          required: Tuple[str, ...] = ()) -> Any:
-    """Build dataclass ``cls`` from a TOML table: unknown keys and wrong types become errors."""
-    if raw is None:
-        return cls() if not required else None
-    if not isinstance(raw, dict):
-        errors.append(f"{path}: expected a table")
-        return cls() if not required else None
-    known = {f.name: f for f in fields(cls)}
-    kwargs: Dict[str, Any] = {}
-    for key, value in raw.items():
-        where = f"{path}.{key}"
-        if key not in known:
-            errors.append(f"{where}: unknown key{suggest(key, known)}")
-            continue
-        f = known[key]
-        default = f.default if f.default is not MISSING else (f.default_factory() if f.default_factory is not MISSING else "")  # type: ignore[misc]
-        ok, converted = coerce(value, default)
-        if not ok:
-            errors.append(f"{where}: expected {type_name(default)}, got {value!r}")
-            continue
-        problem = (checks or {}).get(key, lambda v: "")(converted)
-        if problem:
-            errors.append(f"{where}: {problem}")
-            continue
-        kwargs[key] = converted
-    missing = [k for k in required if k not in kwargs and k not in raw]
-    for key in missing:
-        errors.append(f"{path}.{key}: required")
-    if any(k not in kwargs for k in required):
-        return None
-    return cls(**kwargs)
-
-
-def coerce(value: Any, default: Any) -> Tuple[bool, Any]:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool), value
-    if isinstance(default, int) and not isinstance(default, bool):
-        return isinstance(value, int), value
-    if isinstance(default, float):
-        return isinstance(value, (int, float)), float(value) if isinstance(value, (int, float)) else value
-    if isinstance(default, str):
-        return isinstance(value, str), value
-    if isinstance(default, tuple):
-        if not isinstance(value, list):
-            return False, value
-        kind = type(default[0]) if default else str
-        return all(isinstance(v, kind) and not isinstance(v, bool) for v in value), tuple(value)
-    if isinstance(default, Mapping):
-        ok = isinstance(value, dict) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())
-        return ok, {k: float(v) for k, v in value.items()} if ok else value
-    if default is None or is_dataclass(default):
-        return True, value
-    return isinstance(value, type(default)), value
-
-
-def type_name(default: Any) -> str:
-    if isinstance(default, bool):
-        return "true or false"
-    if isinstance(default, (int, float)):
-        return "an integer" if isinstance(default, int) else "a number"
-    if isinstance(default, tuple):
-        return "a list of " + ("integers" if default and isinstance(default[0], int) else "strings")
-    if isinstance(default, Mapping):
-        return "a table of numbers"
-    return "a string"
-
-
-def suggest(key: str, known: Any) -> str:
-    close = difflib.get_close_matches(key, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+from agent.settings import suggest, table  # noqa: F401 - the one validator, re-exported for agent.config
 
 
 def has(data: Mapping[str, Any], *keys: str) -> bool:
@@ -95,28 +23,12 @@ def has(data: Mapping[str, Any], *keys: str) -> bool:
     return True
 
 
-def positive(v: float) -> str:
-    return "" if v > 0 else "expected a number > 0"
-
-
-def at_least(n: int) -> Callable[[int], str]:
-    return lambda v: "" if v >= n else f"expected at least {n}"
-
-
-def one_of(choices: Tuple[str, ...]) -> Callable[[str], str]:
-    return lambda v: "" if v in choices else f"expected one of: {', '.join(c for c in choices if c)}"
-
-
 def regex(v: str) -> str:
     try:
         re.compile(v)
     except re.error as exc:
         return f"not a valid regular expression ({exc})"
     return ""
-
-
-def ports(v: Tuple[int, ...]) -> str:
-    return "" if all(0 < p < 65536 for p in v) else "expected port numbers 1-65535"
 
 
 def http_url(v: str) -> str:

@@ -129,10 +129,10 @@ class Daemon:
     def _build_incidents(self) -> None:
         import requests
 
-        from agent.sinks import sinks_from_config
+        from agent.sinks import build_sinks
 
         c = self.config
-        raw = sinks_from_config(c.sinks_table(), c.state.dir, session=requests.Session(), clock=self.clock)
+        raw = build_sinks(c.sinks, c.state.dir, session=requests.Session(), clock=self.clock)
         self.sinks = {name: CountingSink(sink, self.metrics) for name, sink in raw.items()}
         from agent.appfacts import load_app_facts
         from agent.bundle import BundleBuilder

@@ -165,10 +165,10 @@ def _app_file_exists(root: str, rel: str) -> bool:
 def check_sinks(cfg: Config) -> List[Check]:
     import requests
 
-    from agent.sinks import sinks_from_config
+    from agent.sinks import build_sinks
 
     try:
-        sinks = sinks_from_config(cfg.sinks_table(), cfg.state.dir, session=requests.Session())
+        sinks = build_sinks(cfg.sinks, cfg.state.dir, session=requests.Session())
     except ValueError as exc:
         return [Check("sinks", FAIL, str(exc), "fix the [sinks.<name>] tables")]
     out = []

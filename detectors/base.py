@@ -11,10 +11,11 @@ I/O, never sleeps and never reads the wall clock: windows use ``event.ts``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Dict, FrozenSet, List, Mapping, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, FrozenSet, List, Mapping, Optional, Tuple
 
 from agent.events import Event, Finding
+from agent.settings import table
 
 
 @dataclass(frozen=True)
@@ -42,28 +43,16 @@ class DetectorContext:
 
 @dataclass(frozen=True)
 class Settings:
-    """Base for a detector's settings; subclasses add fields with defaults."""
+    """Base for a detector's settings; subclasses add fields declared with ``agent.settings.setting``."""
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], path: str = "") -> "Settings":
-        """Build from a config table, reporting unknown keys and wrong types by path."""
-        known = {f.name: f for f in fields(cls)}
-        errors = []
-        kwargs: Dict[str, Any] = {}
-        for key, value in values.items():
-            if key not in known:
-                errors.append(f"{path}{key}: unknown setting")
-                continue
-            default = getattr(cls(), key)
-            if isinstance(default, bool) != isinstance(value, bool) or (
-                isinstance(default, (int, float)) and not isinstance(value, (int, float))
-            ):
-                errors.append(f"{path}{key}: expected {type(default).__name__}, got {value!r}")
-                continue
-            kwargs[key] = value
+        """Build from a config table with the one validator; ValueError lists every problem by path."""
+        errors: List[str] = []
+        built = table(cls, values, path, errors)
         if errors:
             raise ValueError("; ".join(errors))
-        return cls(**kwargs)
+        return built  # type: ignore[no-any-return]
 
 
 class Detector:

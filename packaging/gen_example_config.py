@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 from agent import config as C  # noqa: E402
 from agent import tomlwrite  # noqa: E402
 from agent.incidents.lifecycle import LifecycleSettings  # noqa: E402
+from agent.settings import bounds_of  # noqa: E402
 from detectors import REGISTRY  # noqa: E402
 
 HEADER = """\
@@ -105,6 +106,19 @@ def default_of(f: Any) -> Any:
     return ""
 
 
+def allowed(f: Any) -> str:
+    """The field's declared bounds in words ("" if none): "[>= 1]", "[0..1]", "[> 0]"."""
+    b = bounds_of(f)
+    num = lambda x: str(int(x)) if float(x).is_integer() else repr(x)  # noqa: E731
+    if b.min is not None and b.max is not None:
+        return f"[{num(b.min)}..{num(b.max)}]"
+    if b.min is not None:
+        return f"[>= {num(b.min)}]"
+    if b.max is not None:
+        return f"[<= {num(b.max)}]"
+    return f"[> {num(b.above)}]" if b.above is not None else ""
+
+
 def table(name: str, cls: Any, about: str, skip: Tuple[str, ...] = ()) -> List[str]:
     lines = [""] + [f"# {line}" for line in about.splitlines()] + [f"#[{name}]"]
     notes = field_comments(cls)
@@ -112,7 +126,7 @@ def table(name: str, cls: Any, about: str, skip: Tuple[str, ...] = ()) -> List[s
         if f.name in skip:
             continue
         value = toml_value(default_of(f))
-        note = notes.get(f.name, "")
+        note = " ".join(x for x in (allowed(f), notes.get(f.name, "")) if x)
         lines.append(f"#{f.name} = {value}" + (f"  # {note}" if note else ""))
     return lines
 

@@ -107,12 +107,12 @@ def test_every_problem_is_reported_at_once_with_its_dotted_path():
         "colectors": {},
     })
     for expected in (
-        "app.evn: unknown key (did you mean 'env'?)",
+        "app.evn: unknown option (did you mean 'env'?)",
         "sources[0].format: expected one of:",
-        "sources[0].strat: unknown key (did you mean 'start'?)",
+        "sources[0].strat: unknown option (did you mean 'start'?)",
         "sources[1].path: required",
-        "detectors.pool_exhaustion.critical_errors: expected int",
-        "detectors.pool_exhaustion.bogus: unknown setting",
+        "detectors.pool_exhaustion.critical_errors: expected an integer, got",
+        "detectors.pool_exhaustion.bogus: unknown option",
         "detectors.nplus1: unknown detector",
         "sinks.pager.routing_key:",
         "sinks.odd.type: unknown sink type",
@@ -133,7 +133,7 @@ def test_config_check_exits_2_and_names_each_bad_key(tmp_path):
     result = CliRunner().invoke(config_group, ["check", path])
     assert result.exit_code == 2
     assert "collectors.psutil.interval_s: expected a number > 0" in result.output
-    assert "collectors.psutil.db_ports: expected port numbers 1-65535" in result.output
+    assert "collectors.psutil.db_ports: expected a list of integers each between 1 and 65535" in result.output
 
 
 def test_a_toml_syntax_error_names_the_file(tmp_path):
@@ -224,3 +224,100 @@ def test_app_host_names_the_reporting_host_and_survives_a_relative_root(tmp_path
     loaded = load(str(cfg))
     assert loaded.app.host == "web-7.prod"
     assert loaded.app.root == str(tmp_path / "app")
+
+
+# ----------------------------------------------------------------------------- the one validator
+
+def _settings_classes():
+    from dataclasses import is_dataclass
+
+    import agent.config as C
+    from agent.incidents.lifecycle import LifecycleSettings
+    from agent.sinks import TYPES
+    from detectors import REGISTRY
+
+    daemon = [C.AppConfig, C.SourceConfig, C.TailConfig, C.MetricsConfig, C.PsutilConfig, C.PumaConfig, C.SidekiqConfig,
+              C.PostgresConfig, C.LimitsConfig, C.StateConfig, LifecycleSettings]
+    classes = daemon + [d.settings_type for d in REGISTRY.values()] + [settings for settings, _ in TYPES.values()]
+    assert all(is_dataclass(c) for c in classes)
+    return classes
+
+
+@pytest.mark.parametrize("cls", _settings_classes(), ids=lambda c: c.__name__)
+def test_every_setting_is_declared_with_setting_and_numbers_have_bounds(cls):
+    from dataclasses import fields
+
+    from agent.settings import BOUNDS_KEY, bounds_of
+
+    for f in fields(cls):
+        assert BOUNDS_KEY in f.metadata, f"{cls.__name__}.{f.name}: declare it with setting()"
+        b = bounds_of(f)
+        if isinstance(f.default, (int, float)) and not isinstance(f.default, bool):
+            assert (b.min, b.max, b.above) != (None, None, None), f"{cls.__name__}.{f.name}: no bounds"
+
+
+@pytest.mark.parametrize("cls", _settings_classes(), ids=lambda c: c.__name__)
+def test_every_default_passes_its_own_bounds(cls):
+    from dataclasses import asdict, fields
+
+    from agent.settings import bounds_of, table
+
+    given = {k: v for k, v in asdict(cls()).items() if not bounds_of(next(f for f in fields(cls) if f.name == k)).required}
+    errors: list = []
+    table(cls, given, "x", errors)
+    assert [e for e in errors if not e.endswith(": required")] == []  # required keys have no default to check
+
+
+@pytest.mark.parametrize("where, key, value, message", [
+    ("limits", "max_line", 32 << 20, "limits.max_line: expected at most 16777216, got 33554432"),
+    ("limits", "flush_interval_s", float("inf"), "limits.flush_interval_s: expected a finite number, got inf"),
+    ("incidents", "quiet_period", float("nan"), "incidents.quiet_period: expected a finite number, got nan"),
+    ("incidents", "quiet_periods", {"n_plus_one": 0}, "incidents.quiet_periods: expected a table of numbers each > 0"),
+    ("incidents", "rate_limit", 0, "incidents.rate_limit: expected at least 1, got 0"),
+    ("tail", "poll_interval_s", -1, "tail.poll_interval_s: expected a number > 0, got -1"),
+    ("detectors.pool_exhaustion", "critical_share", 1.5, "detectors.pool_exhaustion.critical_share: expected at most 1, got 1.5"),
+    ("detectors.sidekiq_failures", "window_s", 0, "detectors.sidekiq_failures.window_s: expected a number > 0, got 0"),
+    ("detectors.n_plus_one", "ignore_tables", ["users", 3], "detectors.n_plus_one.ignore_tables: expected a list of strings"),
+    ("detectors.n_plus_one", "include_writes", "yes", "detectors.n_plus_one.include_writes: expected true or false, got 'yes'"),
+])
+def test_types_ranges_and_finiteness_are_checked_everywhere_in_one_wording(where, key, value, message):
+    data: dict = {"sources": [{"path": "/x.log"}]}
+    node = data
+    for part in where.split("."):
+        node = node.setdefault(part, {})
+    node[key] = value
+    with pytest.raises(ConfigError) as err:
+        parse(data)
+    assert any(e.startswith(message) for e in err.value.errors), err.value.errors
+
+
+def test_a_detector_table_becomes_typed_settings_and_a_list_stays_a_list():
+    c = parse({"sources": [{"path": "/x.log"}], "detectors": {"n_plus_one": {"ignore_tables": ["users"], "spike_ratio": 4}}})
+    s = c.detectors["n_plus_one"]
+    assert s.ignore_tables == ("users",) and s.spike_ratio == 4.0 and isinstance(s.spike_ratio, float)
+
+
+def test_sinks_are_typed_at_parse_and_their_errors_have_dotted_paths():
+    from agent.sinks.webhook import WebhookSettings
+
+    c = parse({"sources": [{"path": "/x.log"}], "sinks": {"hook": {"type": "webhook", "url": "https://e.example/h", "timeout": 3}}})
+    (hook,) = c.sinks
+    assert isinstance(hook.settings, WebhookSettings) and hook.settings.timeout == 3.0
+    with pytest.raises(ConfigError) as err:
+        parse({"sources": [{"path": "/x.log"}], "sinks": {
+            "hook": {"type": "webhook", "url": 5, "timeout": float("inf"), "retries": 3},
+            "am": {"type": "alertmanager", "url": "http://am:9093", "refresh_interval": 900, "expire_after": 600},
+        }})
+    assert sorted(err.value.errors) == [
+        "sinks.am.refresh_interval: must be shorter than expire_after",
+        "sinks.hook.retries: unknown option",
+        "sinks.hook.timeout: expected a finite number, got inf",
+        "sinks.hook.url: expected a string",  # a secret: its value is never echoed
+    ]
+
+
+def test_scan_parses_a_file_without_sources_and_run_does_not():
+    data = {"detectors": {"sidekiq_failures": {"enabled": False}}}
+    assert "sidekiq_failures" not in parse(data, require_sources=False).enabled_detectors
+    with pytest.raises(ConfigError, match="sources: no log to follow"):
+        parse(data)

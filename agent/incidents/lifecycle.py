@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from agent.clock import Clock
@@ -30,6 +30,7 @@ from agent.events import Evidence, Finding, severity_rank
 from agent.incidents.model import ESCALATE, OPEN, RECUR, REOPEN, RESOLVE, TEST, Incident, IncidentUpdate
 from agent.incidents.store import IncidentStore
 from agent.scrub import Scrubber, scrub_finding
+from agent.settings import setting
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,12 @@ MAX_FLAP_FACTOR = 8  # a flapping incident waits at most 8 quiet periods before 
 class LifecycleSettings:
     """Incident lifecycle settings (``[incidents]`` in the config)."""
 
-    quiet_period: float = 1800.0  # seconds without a finding before an incident resolves
-    quiet_periods: Mapping[str, float] = field(default_factory=dict)  # per detector name, overrides quiet_period
-    cooldown: float = 900.0  # a recurrence within this long after resolving reopens the same incident
-    rate_limit: int = 20  # opening notifications per rate_window, all fingerprints together
-    rate_window: float = 600.0
-    max_evidence: int = 25  # evidence lines kept per incident
+    quiet_period: float = setting(1800.0, above=0.0)  # seconds without a finding before an incident resolves
+    quiet_periods: Mapping[str, float] = setting({}, above=0.0)  # per detector name, overrides quiet_period
+    cooldown: float = setting(900.0, min=0.0)  # a recurrence within this long after resolving reopens the same incident
+    rate_limit: int = setting(20, min=1)  # opening notifications per rate_window, all fingerprints together
+    rate_window: float = setting(600.0, above=0.0)
+    max_evidence: int = setting(25, min=1)  # evidence lines kept per incident
 
     def quiet_for(self, detector: str) -> float:
         return float(self.quiet_periods.get(detector, self.quiet_period))

@@ -20,11 +20,16 @@ a load balancer; the update is accepted when all of them took it.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from agent.clock import Clock
 from agent.incidents.model import IncidentUpdate
-from agent.sinks.base import DEFAULT_TIMEOUT, RETRY, DeliveryResult, HttpSink, bundle_link, recurrence_note, triage
+from agent.config_values import http_url
+from agent.settings import setting
+from agent.sinks.base import (
+    DEFAULT_TIMEOUT, HTTP_CHECKS, RETRY, DeliveryResult, HttpSettings, HttpSink, bundle_link, recurrence_note, triage,
+)
 from agent.timeparse import to_iso
 
 RESERVED = ("alertname", "detector", "severity", "fingerprint", "host")
@@ -56,8 +61,46 @@ def labels_for(update: IncidentUpdate, severity: Optional[str] = None, extra: Op
     return labels
 
 
+def _urls_problem(urls: Tuple[str, ...]) -> str:
+    return "" if all(u.startswith(("http://", "https://")) for u in urls) else "expected http:// or https:// URLs"
+
+
+@dataclass(frozen=True)
+class AlertmanagerSettings(HttpSettings):
+    url: str = setting("", secret=True)  # one Alertmanager…
+    urls: Tuple[str, ...] = setting((), secret=True)  # …or every one of an HA cluster (never a load balancer)
+    runbook_url: str = setting("")  # template: {detector}, {fingerprint}
+    generator_url: str = setting("")
+    bundle_url: str = setting("")  # template: {id}, {fingerprint}, {host}
+    labels: Mapping[str, str] = setting({})
+    headers: Mapping[str, str] = setting({}, secret=True)
+    expire_after: float = setting(900.0, min=60.0)  # seconds an alert lives without a refresh
+    refresh_interval: float = setting(60.0, min=5.0)
+
+    CHECKS = dict(HTTP_CHECKS, url=lambda u: http_url(u) if u else "", urls=_urls_problem)
+
+    def problems(self) -> List[Tuple[str, str]]:
+        """(key, problem) for rules over several options."""
+        out = []
+        if not self.url and not self.urls:
+            out.append(("url", "required (or urls)"))
+        if self.refresh_interval >= self.expire_after:
+            out.append(("refresh_interval", "must be shorter than expire_after"))
+        return out
+
+    def all_urls(self) -> List[str]:
+        return ([self.url] if self.url else []) + list(self.urls)
+
+
 class AlertmanagerSink(HttpSink):
     kind = "alertmanager"
+
+    @classmethod
+    def from_settings(cls, name: str, s: AlertmanagerSettings, session: Any = None,
+                      clock: Optional[Clock] = None) -> "AlertmanagerSink":
+        optional = {k: getattr(s, k) or None for k in ("runbook_url", "generator_url", "bundle_url")}
+        return cls(name, s.all_urls(), labels=dict(s.labels), headers=dict(s.headers), expire_after=s.expire_after,
+                   refresh_interval=s.refresh_interval, **optional, **s.http(session, clock))
 
     def __init__(self, name: str, urls: Sequence[str], runbook_url: Optional[str] = None, generator_url: Optional[str] = None,
                  bundle_url: Optional[str] = None, labels: Optional[Dict[str, str]] = None, expire_after: float = 900.0,

@@ -1,12 +1,15 @@
 """The Sink interface, its result type, option checking and the one HTTP POST every sink uses.
 
+Each sink module declares its options as a frozen settings dataclass (``setting()``
+fields, secrets marked ``secret=True``), validated by the one config validator.
+
 A sink turns an ``IncidentUpdate`` into whatever its target understands and answers
 with a ``DeliveryResult``: accepted, retryable (the outbox tries again later, with
 backoff) or permanent (the target refused the payload; retrying cannot help).
 ``dry_run()`` checks the configuration (and, where the target has a harmless
 endpoint, reachability) without notifying anyone; ``railwatch doctor`` calls it.
 
-Errors never contain a secret: option errors name the key, never its value, and
+Errors never contain a secret: option errors never echo a secret's value, and
 delivery errors name the failure class and a scrubbed, shortened response body,
 never the URL (a Slack webhook URL is itself the secret).
 """
@@ -20,6 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Protocol, Union
 from agent.clock import Clock
 from agent.incidents.model import Incident, IncidentUpdate
 from agent.scrub import scrub
+from agent.settings import setting
 
 ACCEPTED, RETRY, PERMANENT = "accepted", "retry", "permanent"
 DEFAULT_TIMEOUT = 10.0
@@ -61,84 +65,23 @@ class Sink(Protocol):
     def dry_run(self) -> DeliveryResult: ...
 
 
-class Options:
-    """Reads a sink's option table, collecting errors as ``sinks.<name>.<key>: …`` (values never echoed)."""
+def ca_file_problem(path: str) -> str:
+    return "" if not path or os.path.isfile(path) else "no such file"
 
-    def __init__(self, name: str, options: Mapping[str, Any]) -> None:
-        self.name = name
-        self.values = dict(options)
-        self.used: set = set()
-        self.errors: List[str] = []
 
-    def _err(self, key: str, message: str) -> None:
-        self.errors.append(f"sinks.{self.name}.{key}: {message}")
+@dataclass(frozen=True)
+class HttpSettings:
+    """Options every sink that talks HTTP takes. TLS verification cannot be turned off."""
 
-    def get(self, key: str, default: Any = None) -> Any:
-        self.used.add(key)
-        return self.values.get(key, default)
+    timeout: float = setting(DEFAULT_TIMEOUT, min=0.1, max=300.0)  # seconds per request
+    ca_file: str = setting("")  # extra trust roots (a private CA); "" = the system's
 
-    def string(self, key: str, default: Optional[str] = None, required: bool = False) -> Optional[str]:
-        value = self.get(key)
-        if value is None:
-            if required:
-                self._err(key, "required")
-            return default
-        if not isinstance(value, str) or (required and not value.strip()):
-            self._err(key, "expected a non-empty string")
-            return default
-        return value
+    def http(self, session: Any, clock: Optional[Clock]) -> Dict[str, Any]:
+        """The HttpSink keyword arguments these options give."""
+        return {"session": session, "clock": clock, "timeout": self.timeout, "verify": self.ca_file or True}
 
-    def url(self, key: str, default: Optional[str] = None, required: bool = False) -> Optional[str]:
-        value = self.string(key, default, required)
-        if value is not None and not value.startswith(("https://", "http://")):
-            self._err(key, "expected an http:// or https:// URL")
-            return None
-        return value
 
-    def number(self, key: str, default: float, minimum: float = 0.0, maximum: Optional[float] = None) -> float:
-        value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self._err(key, "expected a number")
-            return default
-        if value < minimum or (maximum is not None and value > maximum):
-            self._err(key, f"expected a number between {minimum:g} and {maximum:g}" if maximum is not None else f"expected a number >= {minimum:g}")
-            return default
-        return float(value)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.get(key, default)
-        if not isinstance(value, bool):
-            self._err(key, "expected true or false")
-            return default
-        return value
-
-    def table(self, key: str) -> Dict[str, str]:
-        value = self.get(key, {})
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            self._err(key, "expected a table of strings")
-            return {}
-        return dict(value)
-
-    def strings(self, key: str) -> List[str]:
-        value = self.get(key, [])
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self._err(key, "expected a list of strings")
-            return []
-        return list(value)
-
-    def tls_verify(self) -> Union[bool, str]:
-        ca = self.string("ca_file")
-        if ca is not None and not os.path.isfile(ca):
-            self._err("ca_file", "no such file")
-        return ca if ca else True  # TLS verification is always on; ca_file only changes the trust roots
-
-    def finish(self) -> None:
-        for key in sorted(set(self.values) - self.used - {"type", "kind"}):
-            self._err(key, "unknown option")
-        if self.errors:
-            raise ValueError("; ".join(self.errors))
+HTTP_CHECKS = {"ca_file": ca_file_problem}
 
 
 class HttpSink:

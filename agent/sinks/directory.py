@@ -11,12 +11,19 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
 
 from agent.clock import Clock
 from agent.fsutil import copy_private, private_dir, write_private
 from agent.incidents.model import IncidentUpdate
+from agent.settings import setting
 from agent.sinks.base import DeliveryResult
+
+
+@dataclass(frozen=True)
+class DirectorySettings:
+    path: str = setting("")  # "" = <state dir>/incidents
 
 
 class DirectorySink:

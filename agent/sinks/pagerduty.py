@@ -13,12 +13,15 @@ bundle is linked when ``bundle_url`` is set, else its path on the host is in
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
 
 from agent.clock import Clock
 from agent.incidents.model import IncidentUpdate
+from agent.config_values import http_url
+from agent.settings import setting
 from agent.sinks.base import (
-    DEFAULT_TIMEOUT, DeliveryResult, HttpSink, bundle_link, headline, recurrence_note, triage,
+    DEFAULT_TIMEOUT, HTTP_CHECKS, HttpSettings, DeliveryResult, HttpSink, bundle_link, headline, recurrence_note, triage,
 )
 from agent.timeparse import to_iso
 
@@ -30,8 +33,34 @@ MAX_EVIDENCE = 5
 MAX_EVIDENCE_CHARS = 1000
 
 
+def routing_key_problem(key: str) -> str:
+    return "" if len(key) == 32 and key.isalnum() else "expected a 32-character integration key"
+
+
+def optional_url(url: str) -> str:
+    return http_url(url) if url else ""
+
+
+@dataclass(frozen=True)
+class PagerDutySettings(HttpSettings):
+    routing_key: str = setting("", required=True, secret=True)  # the Events API v2 integration key
+    url: str = setting(EVENTS_URL)
+    source: str = setting("")  # "" = the host
+    component: str = setting("")
+    group: str = setting("")
+    bundle_url: str = setting("")  # template: {id}, {fingerprint}, {host}
+    client_url: str = setting("")
+
+    CHECKS = dict(HTTP_CHECKS, routing_key=routing_key_problem, url=http_url, client_url=optional_url)
+
+
 class PagerDutySink(HttpSink):
     kind = "pagerduty"
+
+    @classmethod
+    def from_settings(cls, name: str, s: PagerDutySettings, session: Any = None, clock: Optional[Clock] = None) -> "PagerDutySink":
+        optional = {k: getattr(s, k) or None for k in ("source", "component", "group", "bundle_url", "client_url")}
+        return cls(name, s.routing_key, url=s.url, **optional, **s.http(session, clock))
 
     def __init__(self, name: str, routing_key: str, url: str = EVENTS_URL, source: Optional[str] = None,
                  component: Optional[str] = None, group: Optional[str] = None, bundle_url: Optional[str] = None,

@@ -9,12 +9,15 @@ never logged or echoed.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
 
 from agent.clock import Clock
 from agent.incidents.model import IncidentUpdate
+from agent.config_values import http_url
+from agent.settings import setting
 from agent.sinks.base import (
-    DEFAULT_TIMEOUT, DeliveryResult, HttpSink, bundle_link, headline, recurrence_note, subject_text, triage,
+    DEFAULT_TIMEOUT, HTTP_CHECKS, HttpSettings, DeliveryResult, HttpSink, bundle_link, headline, recurrence_note, subject_text, triage,
 )
 from agent.timeparse import to_iso
 
@@ -32,8 +35,21 @@ def _code(text: str) -> str:
     return "```" + text.replace("```", "'''") + "```"
 
 
+@dataclass(frozen=True)
+class SlackSettings(HttpSettings):
+    url: str = setting("", required=True, secret=True)  # the incoming webhook URL is the credential
+    bundle_url: str = setting("")  # template: {id}, {fingerprint}, {host}
+    mention: str = setting("")  # e.g. "<!here>" on critical triggers
+
+    CHECKS = dict(HTTP_CHECKS, url=http_url)
+
+
 class SlackSink(HttpSink):
     kind = "slack"
+
+    @classmethod
+    def from_settings(cls, name: str, s: SlackSettings, session: Any = None, clock: Optional[Clock] = None) -> "SlackSink":
+        return cls(name, s.url, bundle_url=s.bundle_url or None, mention=s.mention or None, **s.http(session, clock))
 
     def __init__(self, name: str, url: str, bundle_url: Optional[str] = None, mention: Optional[str] = None,
                  session: Any = None, clock: Optional[Clock] = None, timeout: float = DEFAULT_TIMEOUT,

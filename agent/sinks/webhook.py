@@ -16,11 +16,14 @@ import hashlib
 import hmac
 import os
 import uuid
+from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from agent.clock import Clock
 from agent.incidents.model import IncidentUpdate
-from agent.sinks.base import DEFAULT_TIMEOUT, DeliveryResult, HttpSink, to_json
+from agent.config_values import http_url
+from agent.settings import setting
+from agent.sinks.base import DEFAULT_TIMEOUT, HTTP_CHECKS, DeliveryResult, HttpSettings, HttpSink, to_json
 
 SIGNATURE_HEADER = "X-Railwatch-Signature"
 MAX_ATTACHMENT = 25 * 1024 * 1024  # bigger bundles are linked by path, not attached
@@ -35,8 +38,22 @@ def verify_signature(secret: str, body: bytes, header: str) -> bool:
     return hmac.compare_digest(sign(secret, body), header or "")
 
 
+@dataclass(frozen=True)
+class WebhookSettings(HttpSettings):
+    url: str = setting("", required=True, secret=True)
+    secret: str = setting("", secret=True)  # HMAC-SHA256 key for X-Railwatch-Signature ("" = unsigned)
+    attach_bundle: bool = setting(False)
+    headers: Mapping[str, str] = setting({}, secret=True)  # e.g. an Authorization header
+
+    CHECKS = dict(HTTP_CHECKS, url=http_url)
+
+
 class WebhookSink(HttpSink):
     kind = "webhook"
+
+    @classmethod
+    def from_settings(cls, name: str, s: WebhookSettings, session: Any = None, clock: Optional[Clock] = None) -> "WebhookSink":
+        return cls(name, s.url, secret=s.secret or None, attach_bundle=s.attach_bundle, headers=s.headers, **s.http(session, clock))
 
     def __init__(self, name: str, url: str, secret: Optional[str] = None, attach_bundle: bool = False,
                  headers: Optional[Mapping[str, str]] = None, session: Any = None, clock: Optional[Clock] = None,

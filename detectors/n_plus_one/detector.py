@@ -62,6 +62,7 @@ from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
 
 from agent.events import Bullet, Deploy, Event, Finding, Request, Sql
+from agent.settings import setting
 from detectors.base import Detector, DetectorContext, Settings
 from detectors.shared.baseline import RecentVsBaseline
 from detectors.shared.deploys import DeployMarkers
@@ -78,32 +79,32 @@ _SKIP_NAMES = frozenset(("SCHEMA", "TRANSACTION", "EXPLAIN"))
 
 @dataclass(frozen=True)
 class NPlusOneSettings(Settings):
-    min_repeats: int = 5  # Sentry's default count
-    min_total_ms: float = 50.0  # Sentry docs' duration threshold for the repeats
-    min_repeats_fast: int = 10  # enough repeats to report even at 0.0ms each
-    min_repeats_aggregate: int = 10  # COUNT(*) / exists? per row
-    batch_limit_min: int = 100  # LIMIT n >= this is a batch (find_each), not a lookup
-    include_writes: bool = False
-    recent_size: int = 10  # requests in the "now" window of an endpoint
-    baseline_size: int = 200  # requests in its lagged baseline
-    min_baseline_requests: int = 20  # history needed before a spike can be called
-    spike_ratio: float = 3.0
-    spike_min_increase: float = 20.0  # queries per request
-    db_spike_ratio: float = 3.0
-    db_spike_min_ms: float = 50.0
-    global_spike_share: float = 0.5  # DB-time spikes on this share of active endpoints: a DB problem
-    steady_queries_warning: float = 100.0  # median queries/request worth a warning even if steady
-    min_requests_before_deploy: int = 3  # clean requests before a deploy to call an N+1 new
-    max_endpoints: int = 5000
-    max_open_requests: int = 2000
-    max_groups_per_request: int = 300
-    max_incidents: int = 2000
-    request_timeout_s: float = 300.0  # open request without Completed: analysed and dropped
-    orphan_gap_s: float = 2.0
-    fingerprint_cache: int = 20000
-    max_example_requests: int = 5
-    ignore_endpoints: Tuple[str, ...] = ()
-    ignore_tables: Tuple[str, ...] = ()
+    min_repeats: int = setting(5, min=1)  # Sentry's default count
+    min_total_ms: float = setting(50.0, min=0.0)  # Sentry docs' duration threshold for the repeats
+    min_repeats_fast: int = setting(10, min=1)  # enough repeats to report even at 0.0ms each
+    min_repeats_aggregate: int = setting(10, min=1)  # COUNT(*) / exists? per row
+    batch_limit_min: int = setting(100, min=1)  # LIMIT n >= this is a batch (find_each), not a lookup
+    include_writes: bool = setting(False)
+    recent_size: int = setting(10, min=1)  # requests in the "now" window of an endpoint
+    baseline_size: int = setting(200, min=1)  # requests in its lagged baseline
+    min_baseline_requests: int = setting(20, min=1)  # history needed before a spike can be called
+    spike_ratio: float = setting(3.0, min=1.0)
+    spike_min_increase: float = setting(20.0, min=0.0)  # queries per request
+    db_spike_ratio: float = setting(3.0, min=1.0)
+    db_spike_min_ms: float = setting(50.0, min=0.0)
+    global_spike_share: float = setting(0.5, min=0.0, max=1.0)  # DB-time spikes on this share of active endpoints: a DB problem
+    steady_queries_warning: float = setting(100.0, above=0.0)  # median queries/request worth a warning even if steady
+    min_requests_before_deploy: int = setting(3, min=0)  # clean requests before a deploy to call an N+1 new
+    max_endpoints: int = setting(5000, min=1)
+    max_open_requests: int = setting(2000, min=1)
+    max_groups_per_request: int = setting(300, min=1)
+    max_incidents: int = setting(2000, min=1)
+    request_timeout_s: float = setting(300.0, above=0.0)  # open request without Completed: analysed and dropped
+    orphan_gap_s: float = setting(2.0, above=0.0)
+    fingerprint_cache: int = setting(20000, min=1)
+    max_example_requests: int = setting(5, min=1)
+    ignore_endpoints: Tuple[str, ...] = setting(())
+    ignore_tables: Tuple[str, ...] = setting(())
 
 
 class NPlusOneDetector(Detector):

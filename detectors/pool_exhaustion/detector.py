@@ -65,6 +65,7 @@ from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
 
 from agent.events import Deploy, Error, Event, Evidence, Finding, Job, Metric, Process, Request
+from agent.settings import setting
 from detectors.base import Detector, Settings
 from detectors.shared.deploys import DeployMarkers
 from detectors.pool_exhaustion.metrics import PoolMetrics
@@ -79,25 +80,25 @@ BOOT_STATES = frozenset({"boot", "worker_boot"})
 
 @dataclass(frozen=True)
 class PoolExhaustionSettings(Settings):
-    critical_errors: int = 5  # errors within critical_window_s that make it critical
-    critical_window_s: float = 60.0
-    critical_share: float = 0.05  # errors / completed requests in the incident window
-    share_min_errors: int = 3  # the share rule needs at least this many errors
-    min_errors: int = 1  # fewer errors than this: no finding at all
-    episode_gap_s: float = 300.0  # quiet time that closes an incident
-    deploy_window_s: float = 120.0  # errors starting this soon after a deploy/restart are "during a deploy"
-    holder_min_ms: float = 1000.0  # a request or job this long may have held a connection
-    holder_min_db_ms: float = 500.0  # ... if it spent this long in ActiveRecord (when the log says)
-    holder_lead_s: float = 30.0  # holders that ended this long before the first error still count
-    top_n: int = 5  # endpoints, job classes, holders listed
-    evidence_samples: int = 3  # error lines quoted per incident
-    job_pair_tolerance_s: float = 0.5
-    metric_sustained_samples: int = 3
-    pg_reserved_slots: int = 3  # superuser_reserved_connections
-    max_tracked_requests: int = 4096  # request ids remembered for correlation
-    max_request_seconds: int = 7200  # per-second request counters kept
-    max_holders: int = 512
-    max_keys_per_incident: int = 200  # distinct endpoints / job classes / pids counted
+    critical_errors: int = setting(5, min=1)  # errors within critical_window_s that make it critical
+    critical_window_s: float = setting(60.0, above=0.0)
+    critical_share: float = setting(0.05, min=0.0, max=1.0)  # errors / completed requests in the incident window
+    share_min_errors: int = setting(3, min=1)  # the share rule needs at least this many errors
+    min_errors: int = setting(1, min=1)  # fewer errors than this: no finding at all
+    episode_gap_s: float = setting(300.0, above=0.0)  # quiet time that closes an incident
+    deploy_window_s: float = setting(120.0, min=0.0)  # errors starting this soon after a deploy/restart are "during a deploy"
+    holder_min_ms: float = setting(1000.0, min=0.0)  # a request or job this long may have held a connection
+    holder_min_db_ms: float = setting(500.0, min=0.0)  # ... if it spent this long in ActiveRecord (when the log says)
+    holder_lead_s: float = setting(30.0, min=0.0)  # holders that ended this long before the first error still count
+    top_n: int = setting(5, min=1)  # endpoints, job classes, holders listed
+    evidence_samples: int = setting(3, min=1)  # error lines quoted per incident
+    job_pair_tolerance_s: float = setting(0.5, min=0.0)
+    metric_sustained_samples: int = setting(3, min=1)
+    pg_reserved_slots: int = setting(3, min=0)  # superuser_reserved_connections
+    max_tracked_requests: int = setting(4096, min=1)  # request ids remembered for correlation
+    max_request_seconds: int = setting(7200, min=1)  # per-second request counters kept
+    max_holders: int = setting(512, min=1)
+    max_keys_per_incident: int = setting(200, min=1)  # distinct endpoints / job classes / pids counted
 
 class PoolExhaustionDetector(Detector):
     """Finds exhausted connection pools from error lines, job failures and pool metrics."""

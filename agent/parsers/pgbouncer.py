@@ -22,6 +22,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from agent.events import Error, Event, Metric
 from agent.parsers.base import NOTHING, Parser, share
+from agent.parsers.numbers import bounded_float
 from agent.parsers.postgres_fields import local_ts
 
 LINE = re.compile(
@@ -155,9 +156,10 @@ class PgBouncerParser(Parser):
                     a = METRIC_AVG.match(item)
                     if a is not None:
                         name, value = "avg_" + a[1] + "_us", a[2]
-            if name is not None and value is not None:
+            number = bounded_float(value)
+            if name is not None and number is not None:
                 out.append(Metric(ts=ts, source=self.source, line=lineno, raw=line, name="pgbouncer." + name,
-                                  labels=dict(labels), value=float(value)))
+                                  labels=dict(labels), value=number))
         if not out:
             self.unparsed += 1
         return out

@@ -33,7 +33,7 @@ def parse(msg: str) -> Optional[Dict[str, object]]:
     if msg.startswith("{"):
         try:
             data = json.loads(msg)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
             return None
         return data if isinstance(data, dict) else None
     fields: Dict[str, object] = {}

@@ -25,6 +25,9 @@ from agent.parsers.base import NOTHING, Parser, share
 from agent.parsers.numbers import bounded_float
 from agent.parsers.postgres_fields import local_ts
 
+#: a stats line has about ten comma-separated figures; more is not PgBouncer (and one line must not fan out into thousands of metrics)
+MAX_STATS_ITEMS = 32
+
 LINE = re.compile(
     r"(?:(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [A-Za-z]+| ?[+-]\d\d:?\d\d)?) \[?(\d+)\]? )?"
     r"(LOG|WARNING|ERROR|FATAL|NOTICE|DEBUG|NOISE) (.*)"
@@ -142,7 +145,7 @@ class PgBouncerParser(Parser):
         ts = self._ts(m, hint)
         labels = {"pid": m[2]} if m[2] else {}
         out: List[Event] = []
-        for item in body[at + 6:].split(","):
+        for item in body[at + 6:].split(",", MAX_STATS_ITEMS)[:MAX_STATS_ITEMS]:
             item = item.strip()
             name = value = None
             r = METRIC_RATE.match(item)

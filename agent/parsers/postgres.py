@@ -346,7 +346,7 @@ class PostgresParser(Parser):
 def _json(line: str) -> dict:  # type: ignore[type-arg]
     try:
         data = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         return {}
     return data if isinstance(data, dict) else {}
 

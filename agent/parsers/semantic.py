@@ -49,7 +49,7 @@ class SemanticLoggerParser(Parser):
             return NOTHING
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
             self.unparsed += 1
             return NOTHING
         if not isinstance(record, dict):

@@ -200,7 +200,7 @@ def job_hash(msg: str) -> Dict[str, object]:
     if msg.startswith('{"'):
         try:
             data = json.loads(msg)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
             data = None
         if isinstance(data, dict):
             job = data.get("job")
@@ -243,7 +243,7 @@ def split_json(line: str) -> Optional[Parts]:
         return None
     try:
         data = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         return None
     if not isinstance(data, dict) or "tid" not in data:
         return None

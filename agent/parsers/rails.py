@@ -55,7 +55,7 @@ class _Open:
 class _Held:
     """A record waiting for continuation lines: a SQL line (↳) or an exception."""
 
-    __slots__ = ("event", "lines", "frames", "message_open", "last_lineno", "single_call")
+    __slots__ = ("event", "lines", "frames", "message_open", "last_lineno", "single_call", "in_pieces")
 
     def __init__(self, event: Event, first_line: str, lineno: int, message_open: bool = False, single_call: bool = False) -> None:
         self.event = event
@@ -66,6 +66,10 @@ class _Held:
         # written by one logger call (lines without the Logger prefix): the next call of
         # anyone ends it. Rails 5.2 wrote each piece as its own prefixed call instead.
         self.single_call = single_call
+        # Rails <= 5.2's exception report: a prefixed FATAL header, then more prefixed FATAL
+        # calls (source excerpt, backtrace), any of them multi-line. Other processes' calls
+        # land between the pieces, so only this request's next non-FATAL line ends it.
+        self.in_pieces = isinstance(event, Error) and not single_call and event.level == "FATAL"
 
 
 class RailsParser(Parser):
@@ -153,7 +157,7 @@ class RailsParser(Parser):
             if held is not None:
                 verdict = self._continues(held, msg, prefixed, level, line, lineno)
                 if verdict == ABSORBED:
-                    return NOTHING
+                    return out  # what this line's new logger call completed for other requests
                 released = self._release(held_key)
                 if released is not None:
                     out = out + [released] if out else [released]
@@ -376,7 +380,7 @@ class RailsParser(Parser):
         if prefixed and level not in ("FATAL", "ERROR"):
             return NOT_MINE
         assert isinstance(event, Error)
-        if not prefixed:
+        if not prefixed and not held.in_pieces:
             held.single_call = True  # this part came in one logger call: the next call ends it
         if held.message_open and REAL_FRAME.match(msg):
             held.message_open = False  # the message never closed (cut or anonymised): frames start here

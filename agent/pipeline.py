@@ -3,17 +3,26 @@
 The pipeline hands each event only to the detectors that asked for its kind, asks
 them for findings every ``flush_every`` seconds of *event* time (so memory stays
 bounded on long inputs and live findings come out promptly), and isolates failures:
-a detector that raises is disabled with a message instead of taking the run down.
+a detector that raises on an event skips that event (counted in ``errors`` and reported
+through ``on_error``) and keeps running; only a detector that keeps raising — see
+``DISABLE_AFTER_ERRORS`` — is disabled for the run, listed with the reason in
+``disabled`` (for /healthz to report the run as degraded).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence
+from collections import deque
+from typing import Callable, Deque, Dict, List, Optional, Sequence
 
 from agent.events import Event, Finding
 from detectors.base import Detector
 
 #: events may arrive this far out of time order (threads interleave, sources are merged)
 REORDER_SLACK_S = 120.0
+#: a detector is disabled when this many of its feeds/flushes raised within the last
+#: ERROR_WINDOW_EVENTS events of the run: one hostile line costs one skipped event, a
+#: detector broken for a whole kind of event stops spamming after a handful
+DISABLE_AFTER_ERRORS = 10
+ERROR_WINDOW_EVENTS = 1000
 
 
 class Pipeline:
@@ -33,6 +42,9 @@ class Pipeline:
         self._next_flush: Optional[float] = None
         self.high_water: Optional[float] = None  # latest event time seen
         self.events = 0
+        self.errors: Dict[str, int] = {}  # detector name -> events/flushes it raised on
+        self.disabled: Dict[str, str] = {}  # detector name -> why it was disabled
+        self._recent_errors: Dict[str, Deque[int]] = {}  # detector name -> event positions of its last errors
 
     def feed(self, event: Event) -> List[Finding]:
         """Feed one event; returns findings when a periodic flush fell due."""
@@ -45,14 +57,14 @@ class Pipeline:
         high_water = self.high_water
         next_flush = self._next_flush
         every = self.flush_every
-        for event in events:
+        for position, event in enumerate(events, self.events):
             wanted = by_kind.get(event.kind)
             if wanted:
                 for detector in wanted:
                     try:
                         detector.feed(event)
                     except Exception as exc:  # noqa: BLE001 - one broken detector must not stop the others
-                        self._disable(detector, exc, event)
+                        self._failed(detector, exc, event, position)
             ts = event.ts
             if ts is None:
                 continue
@@ -75,12 +87,29 @@ class Pipeline:
             try:
                 out.extend(detector.flush(until))
             except Exception as exc:  # noqa: BLE001
-                self._disable(detector, exc, None)
+                self._failed(detector, exc, None, self.events)
         return out
 
-    def _disable(self, detector: Detector, exc: Exception, event: Optional[Event]) -> None:
-        where = f" at {event.source}:{event.line}" if event is not None else ""
-        self._on_error(f"detector {detector.name} failed{where} ({type(exc).__name__}: {exc}); disabled for this run")
+    def _failed(self, detector: Detector, exc: Exception, event: Optional[Event], position: int) -> None:
+        """Count one error (the event is skipped); disable the detector if it keeps failing."""
+        name = detector.name
+        if name in self.disabled:
+            return  # raised again within the batch that disabled it
+        self.errors[name] = self.errors.get(name, 0) + 1
+        recent = self._recent_errors.setdefault(name, deque(maxlen=DISABLE_AFTER_ERRORS))
+        recent.append(position)
+        where = f" at {event.source}:{event.line}" if event is not None else " in flush"
+        what = f"{type(exc).__name__}: {exc}"
+        if len(recent) == DISABLE_AFTER_ERRORS and recent[-1] - recent[0] < ERROR_WINDOW_EVENTS:
+            reason = f"{DISABLE_AFTER_ERRORS} errors within {ERROR_WINDOW_EVENTS} events, the last{where} ({what})"
+            self._on_error(f"detector {name} failed{where} ({what}); disabled for this run: {reason}")
+            self._disable(detector, reason)
+        else:
+            skipped = "event skipped" if event is not None else "flush skipped"
+            self._on_error(f"detector {name} failed{where} ({what}); {skipped}, {self.errors[name]} error(s) so far")
+
+    def _disable(self, detector: Detector, reason: str) -> None:
+        self.disabled[detector.name] = reason
         if detector in self.detectors:
             self.detectors.remove(detector)
         for kind, members in self._by_kind.items():

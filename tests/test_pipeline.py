@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 from agent.events import Finding, Request, Sql
-from agent.pipeline import REORDER_SLACK_S, Pipeline
+from agent.pipeline import DISABLE_AFTER_ERRORS, ERROR_WINDOW_EVENTS, REORDER_SLACK_S, Pipeline
 from detectors.base import Detector
 
 
@@ -32,14 +32,69 @@ class Broken(Recorder):
         raise RuntimeError("boom")
 
 
-def test_a_failing_detector_is_disabled_once_and_the_next_one_still_sees_every_event():
+class BrokenOnOddLines(Recorder):
+    """Raises on some events only: a detector that one kind of hostile line trips."""
+
+    name = "odd"
+
+    def feed(self, event) -> None:  # type: ignore[no-untyped-def]
+        if event.line % 2:
+            raise ValueError(f"cannot read line {event.line}")
+        super().feed(event)
+
+
+class BrokenFlush(Recorder):
+    name = "broken_flush"
+
+    def flush(self, until: Optional[float]) -> List[Finding]:
+        raise RuntimeError("flush boom")
+
+
+def test_a_detector_that_raises_on_one_event_skips_it_and_keeps_running():
+    odd, recorder = BrokenOnOddLines(), Recorder()
+    messages: List[str] = []
+    pipeline = Pipeline([odd, recorder], on_error=messages.append)
+    pipeline.feed_batch([Request(ts=1.0, line=n) for n in (2, 3, 4)])
+    pipeline.feed(Request(ts=2.0, line=6))
+    assert odd.fed == [2, 4, 6] and recorder.fed == [2, 3, 4, 6]
+    assert pipeline.errors == {"odd": 1} and pipeline.disabled == {}
+    assert pipeline.detectors == [odd, recorder]
+    assert len(messages) == 1 and "odd" in messages[0] and ":3 " in messages[0] and "skipped" in messages[0]
+
+
+def test_sparse_errors_never_disable_a_detector():
+    odd = BrokenOnOddLines()
+    pipeline = Pipeline([odd])
+    # one bad event in every ERROR_WINDOW_EVENTS / 2: many errors in all, never DISABLE_AFTER_ERRORS in one window
+    gap = ERROR_WINDOW_EVENTS // 2
+    lines = [n * 2 + (1 if n % gap == 0 else 0) for n in range(gap * (DISABLE_AFTER_ERRORS + 5))]
+    pipeline.feed_batch([Request(ts=1.0, line=n) for n in lines])
+    assert pipeline.errors["odd"] == DISABLE_AFTER_ERRORS + 5
+    assert pipeline.disabled == {} and pipeline.detectors == [odd]
+
+
+def test_a_detector_that_keeps_raising_is_disabled_with_its_reason_and_the_others_see_every_event():
     broken, recorder = Broken(), Recorder()
     messages: List[str] = []
     pipeline = Pipeline([broken, recorder], on_error=messages.append)
-    pipeline.feed_batch([Request(ts=1.0, line=n) for n in (1, 2, 3)])
-    assert recorder.fed == [1, 2, 3]
-    assert len(messages) == 1 and "broken" in messages[0] and ":1 " in messages[0]
+    pipeline.feed_batch([Request(ts=1.0, line=n) for n in range(1, 31)])
+    assert recorder.fed == list(range(1, 31))
     assert pipeline.detectors == [recorder]
+    assert pipeline.errors == {"broken": DISABLE_AFTER_ERRORS}
+    assert set(pipeline.disabled) == {"broken"}
+    assert "RuntimeError: boom" in pipeline.disabled["broken"] and f":{DISABLE_AFTER_ERRORS} " in pipeline.disabled["broken"]
+    assert len(messages) == DISABLE_AFTER_ERRORS and "disabled for this run" in messages[-1]
+
+
+def test_a_failing_flush_is_counted_like_a_failing_feed():
+    broken, recorder = BrokenFlush(), Recorder()
+    messages: List[str] = []
+    pipeline = Pipeline([broken, recorder], on_error=messages.append)
+    pipeline.flush(None)
+    assert pipeline.errors == {"broken_flush": 1} and recorder.flushes == [None]
+    for _ in range(DISABLE_AFTER_ERRORS - 1):
+        pipeline.flush(None)
+    assert "broken_flush" in pipeline.disabled and pipeline.detectors == [recorder]
 
 
 def test_events_go_only_to_detectors_that_asked_for_their_kind():

@@ -24,7 +24,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from agent.events import Bullet, Event
 from agent.parsers.base import NOTHING, Parser
-from agent.timeparse import parse_iso
+from agent.parsers.numbers import safe_iso
 
 HEADER = re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)\[([A-Z]+)\] ?(.*)")
 REQUEST = re.compile(r"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (\S+)$")
@@ -143,7 +143,7 @@ class BulletParser(Parser):
             self._lines = [m[3]]
             self._raw = [line]
             self._start = lineno
-            ts = parse_iso(m[1])
+            ts = safe_iso(m[1])
             self._ts = ts if ts is not None else (ts_hint if ts_hint is not None else self.last_ts)
             if self._ts is not None:
                 self.last_ts = self._ts

@@ -14,7 +14,8 @@ import re
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from agent.parsers.base import share
-from agent.timeparse import parse_iso, parse_syslog
+from agent.parsers.numbers import safe_iso
+from agent.timeparse import parse_syslog
 
 
 class Envelope:
@@ -38,12 +39,12 @@ ENVELOPES: List[Envelope] = [
     Envelope(
         "logplex",
         r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)) [\w.-]+\[[\w.-]+\]: ",
-        lambda m, year: parse_iso(m[1]),
+        lambda m, year: safe_iso(m[1]),
     ),
     Envelope(
         "cri",  # Kubernetes container log files
         r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)) (?:stdout|stderr) [FP] ",
-        lambda m, year: parse_iso(m[1]),
+        lambda m, year: safe_iso(m[1]),
     ),
     Envelope(
         "syslog",  # also `journalctl` short output
@@ -53,12 +54,12 @@ ENVELOPES: List[Envelope] = [
     Envelope(
         "journal-iso",  # `journalctl -o short-iso`
         r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)) \S+ [\w./@-]+(?:\[\d+\])?: ",
-        lambda m, year: parse_iso(m[1]),
+        lambda m, year: safe_iso(m[1]),
     ),
     Envelope(
         "svlogd",
         r"(\d{4}-\d\d-\d\d_\d\d:\d\d:\d\d\.\d+) ",
-        lambda m, year: parse_iso(m[1].replace("_", "T")),
+        lambda m, year: safe_iso(m[1].replace("_", "T")),
     ),
     Envelope(
         "foreman",  # time of day only: no usable timestamp
@@ -68,6 +69,6 @@ ENVELOPES: List[Envelope] = [
     Envelope(
         "docker",  # `docker logs --timestamps`: tried last, it is the least specific
         r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)) ",
-        lambda m, year: parse_iso(m[1]),
+        lambda m, year: safe_iso(m[1]),
     ),
 ]

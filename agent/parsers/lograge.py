@@ -17,7 +17,7 @@ import re
 from typing import Dict, Optional
 
 from agent.events import Request
-from agent.timeparse import parse_iso
+from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 
 KV = re.compile(r"(\w+)=('[^']*'|\"[^\"]*\"|\S*)")
 
@@ -33,7 +33,7 @@ def parse(msg: str) -> Optional[Dict[str, object]]:
     if msg.startswith("{"):
         try:
             data = json.loads(msg)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
             return None
         return data if isinstance(data, dict) else None
     fields: Dict[str, object] = {}
@@ -45,34 +45,20 @@ def parse(msg: str) -> Optional[Dict[str, object]]:
     return fields if "status" in fields or "controller" in fields else None
 
 
-def _num(value: object) -> Optional[float]:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
-def _int(value: object) -> Optional[int]:
-    number = _num(value)
-    return int(number) if number is not None else None
-
-
 def to_request(fields: Dict[str, object], ts: Optional[float], source: str, line: int, raw: str, request_id: str, pid: str) -> Request:
     own_time = fields.get("time") or fields.get("timestamp") or fields.get("@timestamp")
     if isinstance(own_time, str):
-        ts = parse_iso(own_time) or ts
+        ts = safe_iso(own_time) or ts
     controller = str(fields.get("controller") or "")
     action = str(fields.get("action") or "")
-    queries = _int(fields.get("queries_count", fields.get("queries")))
+    queries = bounded_int(fields.get("queries_count", fields.get("queries")))
     return Request(
         ts=ts, source=source, line=line, raw=raw,
         request_id=str(fields.get("request_id") or fields.get("uuid") or request_id),
         method=str(fields.get("method") or ""), path=str(fields.get("path") or ""),
         endpoint=f"{controller}#{action}" if controller and action else controller,
-        status=_int(fields.get("status")), duration_ms=_num(fields.get("duration")), view_ms=_num(fields.get("view")),
-        db_ms=_num(fields.get("db")), queries=queries, cached=_int(fields.get("cached_queries_count", fields.get("cached"))),
-        allocations=_int(fields.get("allocations")), error=str(fields.get("error") or ""), pid=pid,
+        status=bounded_int(fields.get("status")), duration_ms=bounded_float(fields.get("duration")), view_ms=bounded_float(fields.get("view")),
+        db_ms=bounded_float(fields.get("db")), queries=queries, cached=bounded_int(fields.get("cached_queries_count", fields.get("cached"))),
+        allocations=bounded_int(fields.get("allocations")), error=str(fields.get("error") or ""), pid=pid,
     )
 

@@ -22,7 +22,11 @@ from typing import List, Optional, Sequence, Tuple
 
 from agent.events import Error, Event, Metric
 from agent.parsers.base import NOTHING, Parser, share
+from agent.parsers.numbers import bounded_float
 from agent.parsers.postgres_fields import local_ts
+
+#: a stats line has about ten comma-separated figures; more is not PgBouncer (and one line must not fan out into thousands of metrics)
+MAX_STATS_ITEMS = 32
 
 LINE = re.compile(
     r"(?:(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?(?: [A-Za-z]+| ?[+-]\d\d:?\d\d)?) \[?(\d+)\]? )?"
@@ -141,7 +145,7 @@ class PgBouncerParser(Parser):
         ts = self._ts(m, hint)
         labels = {"pid": m[2]} if m[2] else {}
         out: List[Event] = []
-        for item in body[at + 6:].split(","):
+        for item in body[at + 6:].split(",", MAX_STATS_ITEMS)[:MAX_STATS_ITEMS]:
             item = item.strip()
             name = value = None
             r = METRIC_RATE.match(item)
@@ -155,9 +159,10 @@ class PgBouncerParser(Parser):
                     a = METRIC_AVG.match(item)
                     if a is not None:
                         name, value = "avg_" + a[1] + "_us", a[2]
-            if name is not None and value is not None:
+            number = bounded_float(value)
+            if name is not None and number is not None:
                 out.append(Metric(ts=ts, source=self.source, line=lineno, raw=line, name="pgbouncer." + name,
-                                  labels=dict(labels), value=float(value)))
+                                  labels=dict(labels), value=number))
         if not out:
             self.unparsed += 1
         return out

@@ -29,6 +29,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 from agent.events import DbStatement, Error, Event
 from agent.parsers.base import NOTHING, Parser
+from agent.parsers.numbers import bounded_float
 from agent.parsers.postgres_fields import (
     CONTINUATIONS,
     ERROR_LEVELS,
@@ -164,7 +165,7 @@ class PostgresParser(Parser):
             self._hold(
                 DbStatement(
                     ts=self._prefix_ts(prefix, ts), source=self.source, line=lineno, raw=raw,
-                    duration_ms=float(m[1]), sql=text[m.end():].lstrip(), user=user, database=database, pid=pid,
+                    duration_ms=bounded_float(m[1]), sql=text[m.end():].lstrip(), user=user, database=database, pid=pid,
                 ),
                 pid, raw, in_sql=True,
             )
@@ -292,7 +293,7 @@ class PostgresParser(Parser):
             if m is None:
                 return NOTHING
             sql = message[m.end():].strip()
-            return [DbStatement(ts=ts, source=self.source, line=lineno, raw=raw, duration_ms=float(m[1]), sql=sql,
+            return [DbStatement(ts=ts, source=self.source, line=lineno, raw=raw, duration_ms=bounded_float(m[1]), sql=sql,
                                 tags=sql_tags(sql), user=user, database=database, pid=pid)]
         if severity not in ERROR_LEVELS:
             return NOTHING
@@ -345,7 +346,7 @@ class PostgresParser(Parser):
 def _json(line: str) -> dict:  # type: ignore[type-arg]
     try:
         data = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -15,7 +15,7 @@ import re
 from typing import Dict, Optional, Tuple
 from urllib.parse import unquote
 
-from agent.timeparse import parse_iso
+from agent.parsers.numbers import safe_iso
 
 # Zone abbreviations PostgreSQL and PgBouncer print; an unknown one is read as UTC.
 ZONE_HOURS: Dict[str, float] = {
@@ -28,7 +28,7 @@ ZONE_HOURS: Dict[str, float] = {
 
 def local_ts(text: str) -> Optional[float]:
     """Epoch seconds of the timestamp that starts ``text``, honouring a zone abbreviation."""
-    ts = parse_iso(text)
+    ts = safe_iso(text)
     if ts is None:
         return None
     i = 19  # just after YYYY-MM-DD HH:MM:SS

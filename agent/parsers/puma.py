@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence
 
 from agent.events import Error, Event, Process
 from agent.parsers.base import NOTHING, Parser, strip_ansi
-from agent.timeparse import parse_iso
+from agent.parsers.numbers import safe_iso
 
 PID_PREFIX = re.compile(r"\[(\d+)\] ")
 STARTING = re.compile(r"Puma starting in (\w+) mode")
@@ -158,7 +158,7 @@ class PumaParser(Parser):
         elif first == "=":
             m = STAMP.match(text)
             if m is not None:
-                ts = parse_iso(m[2])
+                ts = safe_iso(m[2])
                 if ts is not None:
                     self.last_ts = ts
                 return self._shutdown(pid, text, line, lineno) if m[1] == "shutdown" else None
@@ -171,7 +171,7 @@ class PumaParser(Parser):
         elif first.isdigit():
             m = DUMP.match(text)
             if m is not None:
-                ts = parse_iso(m[1])
+                ts = safe_iso(m[1])
                 if ts is not None:
                     self.last_ts = ts
                 self._open_error(m[3], m[4] or "", "", line, lineno, pid)

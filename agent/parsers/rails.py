@@ -31,7 +31,7 @@ from agent.parsers.rails_lines import (
     ACTIVEJOB_ERROR, ADDITION, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES, NO_TAGS,
     PREFIX, PROCESSING, REAL_FRAME, SQL, STARTED, UUIDISH, request_key, split_tags,
 )
-from agent.timeparse import parse_iso
+from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 
 MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
 MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
@@ -55,7 +55,7 @@ class _Open:
 class _Held:
     """A record waiting for continuation lines: a SQL line (↳) or an exception."""
 
-    __slots__ = ("event", "lines", "frames", "message_open", "last_lineno", "single_call")
+    __slots__ = ("event", "lines", "frames", "message_open", "last_lineno", "single_call", "in_pieces")
 
     def __init__(self, event: Event, first_line: str, lineno: int, message_open: bool = False, single_call: bool = False) -> None:
         self.event = event
@@ -66,6 +66,10 @@ class _Held:
         # written by one logger call (lines without the Logger prefix): the next call of
         # anyone ends it. Rails 5.2 wrote each piece as its own prefixed call instead.
         self.single_call = single_call
+        # Rails <= 5.2's exception report: a prefixed FATAL header, then more prefixed FATAL
+        # calls (source excerpt, backtrace), any of them multi-line. Other processes' calls
+        # land between the pieces, so only this request's next non-FATAL line ends it.
+        self.in_pieces = isinstance(event, Error) and not single_call and event.level == "FATAL"
 
 
 class RailsParser(Parser):
@@ -153,7 +157,7 @@ class RailsParser(Parser):
             if held is not None:
                 verdict = self._continues(held, msg, prefixed, level, line, lineno)
                 if verdict == ABSORBED:
-                    return NOTHING
+                    return out  # what this line's new logger call completed for other requests
                 released = self._release(held_key)
                 if released is not None:
                     out = out + [released] if out else [released]
@@ -184,15 +188,18 @@ class RailsParser(Parser):
             m = PREFIX.match(line)  # something unusual: let the full pattern decide
             if m is None:
                 return None
-            return parse_iso(m.group(2)), m.group(3), m.group(4), line[m.end() :]
+            return safe_iso(m.group(2)), m.group(3), m.group(4), line[m.end() :]
         stamp = line[4:hash_at]
-        # same second as the previous line (the usual case): only the fraction is new
-        if stamp[:19] == self._second_key and stamp[19:20] == ".":
-            ts: Optional[float] = self._second_epoch + float(stamp[19:])
+        fraction = stamp[19:]
+        # same second as the previous line (the usual case): only the fraction is new. Only a
+        # bare ".123456" takes this path; a zone offset ("+01:00") or anything odd goes to safe_iso.
+        plain = fraction[:1] == "." and 1 < len(fraction) <= 10 and fraction[1:].isascii() and fraction[1:].isdigit()
+        if plain and stamp[:19] == self._second_key:
+            ts: Optional[float] = self._second_epoch + float(fraction)
         else:
-            ts = parse_iso(stamp)
-            if ts is not None and stamp[19:20] == ".":
-                self._second_key, self._second_epoch = stamp[:19], ts - float(stamp[19:])
+            ts = safe_iso(stamp)
+            if ts is not None and plain:
+                self._second_key, self._second_epoch = stamp[:19], ts - float(fraction)
         return ts, line[hash_at + 2 : close], line[close + 2 : sep].strip(), line[colon + 2 :]
 
     def _pid_key(self, pid: str) -> str:
@@ -288,7 +295,7 @@ class RailsParser(Parser):
         req = self._request(key)
         if m is not None:
             req.method, req.path = m.group(1), m.group(2)
-            at = parse_iso(m.group(3))
+            at = safe_iso(m.group(3))
             if not ts_given and at is not None:
                 ts = at
                 self.last_ts = at
@@ -307,19 +314,19 @@ class RailsParser(Parser):
         req = self._open.pop(key, None) or _Open()
         event = Request(
             ts=ts, source=self.source, line=lineno, raw=line, request_id=key, method=req.method, path=req.path,
-            endpoint=req.endpoint, status=int(status), duration_ms=float(duration), pid=pid,
+            endpoint=req.endpoint, status=bounded_int(status), duration_ms=bounded_float(duration), pid=pid,
         )
         if adds:
             for a in ADDITION.finditer(adds):
                 label, value = a.group(1), a.group(2)
                 if label == "ActiveRecord":
-                    event.db_ms = float(value)
+                    event.db_ms = bounded_float(value)
                     if a.group(3) is not None:
-                        event.queries, event.cached = int(a.group(3)), int(a.group(4))
+                        event.queries, event.cached = bounded_int(a.group(3)), bounded_int(a.group(4))
                 elif label == "Views":
-                    event.view_ms = float(value)
+                    event.view_ms = bounded_float(value)
                 elif label == "Allocations":
-                    event.allocations = int(float(value))
+                    event.allocations = bounded_int(value)
         if key:
             self._done[key] = req.endpoint
             if len(self._done) > 1024:
@@ -341,7 +348,7 @@ class RailsParser(Parser):
         duration = m.group(5) or m.group(4)
         event = Sql(
             ts=ts, source=self.source, line=lineno, raw=line, request_id=key if not key.startswith("pid") or key in self._open else "",
-            name=m.group(3).strip(), duration_ms=float(duration), sql=text.strip(), binds=binds,
+            name=m.group(3).strip(), duration_ms=bounded_float(duration), sql=text.strip(), binds=binds,
             cached=m.group(1) is not None, pid=pid,
         )
         self._hold(key, event, line, lineno)
@@ -373,7 +380,7 @@ class RailsParser(Parser):
         if prefixed and level not in ("FATAL", "ERROR"):
             return NOT_MINE
         assert isinstance(event, Error)
-        if not prefixed:
+        if not prefixed and not held.in_pieces:
             held.single_call = True  # this part came in one logger call: the next call ends it
         if held.message_open and REAL_FRAME.match(msg):
             held.message_open = False  # the message never closed (cut or anonymised): frames start here

@@ -23,23 +23,29 @@ FRAME = re.compile(r"\s*(?:(?:[\w.-]+ \([\w.]+\) )?\S+:\d+(?::in |$)|from \S+:\d
 REAL_FRAME = re.compile(r"\s*(?:[\w.-]+ \([\w.]+\) )?\S+:\d+:in ")
 HEADER_END = re.compile(r"(?:\)|\) on line #\d+ of .*):$")  # Rails 3.0: "(msg) on line #3 of app/views/x.erb:"
 MAX_MESSAGE_LINES = 12
+MAX_TAGS = 16  # Rails apps log a request id and a few more; beyond this it is message text
 UUIDISH = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{7,}$")
 
 NO_TAGS: List[str] = []  # shared; never mutated
 
 
 def split_tags(msg: str) -> Tuple[List[str], str]:
-    """``[a] [b] text`` -> (["a", "b"], "text")."""
+    """``[a] [b] text`` -> (["a", "b"], "text").
+
+    At most ``MAX_TAGS`` tags; the rest stays in the message. Walks by index and slices
+    once, so a line of thousands of ``[x] `` stays linear.
+    """
     tags: List[str] = []
-    while msg.startswith("["):
-        end = msg.find("]")
+    at = 0
+    while msg.startswith("[", at) and len(tags) < MAX_TAGS:
+        end = msg.find("]", at)
         if end < 0:
             break
         if end + 1 < len(msg) and msg[end + 1] != " ":
             break  # "[GET] …" inside a message is not a tag
-        tags.append(msg[1:end])
-        msg = msg[end + 2 :]
-    return tags, msg
+        tags.append(msg[at + 1 : end])
+        at = end + 2
+    return tags, msg[at:] if at else msg
 
 
 def request_key(tags: List[str]) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from agent.events import Error, Event, Request
 from agent.parsers.base import NOTHING, Parser, share
-from agent.timeparse import parse_iso
+from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 
 REQUEST_ID = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{15,}$")
 MAX_BACKTRACE = 20
@@ -49,7 +49,7 @@ class SemanticLoggerParser(Parser):
             return NOTHING
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
             self.unparsed += 1
             return NOTHING
         if not isinstance(record, dict):
@@ -79,10 +79,10 @@ class SemanticLoggerParser(Parser):
         return Request(
             ts=ts, source=self.source, line=lineno, raw=line, request_id=_request_id(record),
             method=str(payload.get("method") or ""), path=str(payload.get("path") or ""),
-            endpoint=f"{controller}#{action}" if controller else "", status=_int(payload.get("status")),
-            duration_ms=_float(record.get("duration_ms")), view_ms=_float(payload.get("view_runtime")),
-            db_ms=_float(payload.get("db_runtime")), queries=_int(payload.get("queries_count")),
-            cached=_int(payload.get("cached_queries_count")), allocations=_int(payload.get("allocations")),
+            endpoint=f"{controller}#{action}" if controller else "", status=bounded_int(payload.get("status")),
+            duration_ms=bounded_float(record.get("duration_ms")), view_ms=bounded_float(payload.get("view_runtime")),
+            db_ms=bounded_float(payload.get("db_runtime")), queries=bounded_int(payload.get("queries_count")),
+            cached=bounded_int(payload.get("cached_queries_count")), allocations=bounded_int(payload.get("allocations")),
             pid=str(record.get("pid") or ""),
         )
 
@@ -103,9 +103,12 @@ class SemanticLoggerParser(Parser):
 def _time(record: Dict[str, Any]) -> Optional[float]:
     value = record.get("timestamp", record.get("time"))
     if isinstance(value, str):
-        return parse_iso(value)
+        return safe_iso(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value / 1000.0 if value > 1e11 else float(value)  # time_format :ms or :seconds
+        seconds = bounded_float(value)
+        if seconds is None:
+            return None
+        return seconds / 1000.0 if seconds > 1e11 else seconds  # time_format :ms or :seconds
     return None
 
 
@@ -121,21 +124,3 @@ def _request_id(record: Dict[str, Any]) -> str:
             if isinstance(tag, str) and REQUEST_ID.match(tag):
                 return tag
     return ""
-
-
-def _int(value: Any) -> Optional[int]:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _float(value: Any) -> Optional[float]:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None

@@ -26,11 +26,13 @@ interrupted by the shutdown and pushed back, it did not fail.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import fields as dataclass_fields
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from agent.events import Error, Event, Job, Process
 from agent.parsers.base import NOTHING, strip_ansi
+from agent.parsers.numbers import bounded_float
 from agent.parsers.sidekiq_errors import HeldRecord, SidekiqErrorGrouping
 from agent.parsers.sidekiq_lines import (
     ADDING_DEAD, AJ_ERROR, BOOT, BOOT_NOISE, CRASH, DONE_LEGACY, JOB_LINE, QUIET, REDIS_LINES, SILENT, SNIFF, WRAPPERS,
@@ -106,17 +108,9 @@ class SidekiqParser(SidekiqErrorGrouping):
                     if pid is None:
                         pid, tid, job_class, jid = pid4, tid4, class4, jid4
                     if not self._records or ((pid, tid) not in self._records and lineno % 64):
-                        elapsed: Optional[float] = None
-                        if elapsed_text is not None:
-                            try:
-                                elapsed = float(elapsed_text)
-                            except ValueError:
-                                pass
+                        elapsed = bounded_float(elapsed_text)
                         if seconds is not None:  # 4.x/5.x "done: 0.123 sec"
-                            try:
-                                elapsed = float(seconds)
-                            except ValueError:
-                                pass
+                            elapsed = bounded_float(seconds)
                         ts = self._clock.read_stamp(stamp) if stamp else None
                         if ts is None:
                             ts = ts_hint if ts_hint is not None else self.last_ts
@@ -202,10 +196,7 @@ class SidekiqParser(SidekiqErrorGrouping):
         job_class, jid, elapsed = job_context(ctx, legacy)
         state = "start" if msg == "start" else "done"
         if msg[:6] == "done: " and msg[-4:] == " sec":
-            try:
-                elapsed = float(msg[6:-4])
-            except ValueError:
-                pass
+            elapsed = bounded_float(msg[6:-4])
         ts = self._time(stamp, ts_hint)
         self._last_pid = pid
         self._text_open = False
@@ -280,10 +271,7 @@ class SidekiqParser(SidekiqErrorGrouping):
             if value is None and len(msg) > 6:
                 m = DONE_LEGACY.match(msg)
                 value = m.group(1) if m else None
-            try:
-                elapsed = float(value) if value is not None else None  # type: ignore[arg-type]
-            except ValueError:
-                elapsed = None
+            elapsed = bounded_float(value)
         return Job(
             ts=ts, source=self.source, line=lineno, raw=line, state=state, job_class=str(fields.get("class", "")),
             jid=str(fields.get("jid", "")), tid=tid, pid=pid, elapsed_s=elapsed,
@@ -345,6 +333,7 @@ class SidekiqParser(SidekiqErrorGrouping):
             self._text_open = msg.startswith("Your Redis")
         elif msg.startswith("Redis is online"):
             state = "redis_online"
+            msg = _with_readable_downtime(msg)
         elif msg.startswith("Failed to requeue"):  # in-flight jobs lost at shutdown
             return Error(ts=ts, source=self.source, line=lineno, raw=line, origin="sidekiq", message=msg, level=level, pid=pid)
         elif not msg.strip() or msg.startswith("WARNING:"):
@@ -383,3 +372,18 @@ class SidekiqParser(SidekiqErrorGrouping):
         if not self._text_open:
             self.unparsed += 1
         return NOTHING
+
+
+DOWNTIME = re.compile(r"([\d.]+) sec downtime")
+
+
+def _with_readable_downtime(msg: str) -> str:
+    """``Redis is online, 12.3 sec downtime`` as is; an unreadable or unbounded downtime
+    ("1.2.3", 400 digits) is dropped from the message (the raw line keeps it), so whoever
+    reads the number back out of the message gets a finite float or no number."""
+    m = DOWNTIME.search(msg)
+    if m is None:
+        return msg
+    if bounded_float(m[1]) is None:
+        return "Redis is online"
+    return f"Redis is online, {m[1]} sec downtime"

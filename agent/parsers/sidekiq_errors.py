@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 
 from agent.events import Error, Event, Job, Process
 from agent.parsers.base import NOTHING, Parser
+from agent.parsers.numbers import bounded_int
 from agent.parsers.sidekiq_lines import ERROR_LINE, ERROR_TAIL, LEAD_FRAME, WRAPPERS, is_frame, job_class_of, job_fields, job_hash
 
 MAX_FRAMES = 20  # backtrace head kept in the event
@@ -165,10 +166,9 @@ class SidekiqErrorGrouping(Parser):
             if queue and not event.queue:
                 event.queue = str(queue)
             if retry_count is not None:
-                try:
-                    event.retry_count = int(retry_count)  # type: ignore[arg-type]
-                except (TypeError, ValueError):
-                    pass
+                count = bounded_int(retry_count)
+                if count is not None:
+                    event.retry_count = count
             if not event.job_class or event.job_class in WRAPPERS:
                 event.job_class = job_class_of(fields) or event.job_class
             if not event.jid and fields.get("jid"):

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Dict, Optional, Tuple
 
-from agent.timeparse import parse_iso
+from agent.parsers.numbers import bounded_float, safe_iso
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"
 # [time ](pid=P tid=T | P TID-T)<context> LEVEL: message   (4.x to 7.x), read in two steps: HEAD up to
@@ -114,10 +114,7 @@ def job_context(ctx: str, legacy: bool) -> Tuple[str, str, Optional[float]]:
                 elif part[:4] == "jid=":
                     jid = part[4:]
                 elif part[:8] == "elapsed=":
-                    try:
-                        elapsed = float(part[8:])
-                    except ValueError:
-                        pass
+                    elapsed = bounded_float(part[8:])
         else:  # " UpdateCountersWorker JID-3c4f…"
             parts = ctx.split(" ")
             if len(parts) >= 3 and parts[2][:4] == "JID-":
@@ -203,7 +200,7 @@ def job_hash(msg: str) -> Dict[str, object]:
     if msg.startswith('{"'):
         try:
             data = json.loads(msg)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
             data = None
         if isinstance(data, dict):
             job = data.get("job")
@@ -246,7 +243,7 @@ def split_json(line: str) -> Optional[Parts]:
         return None
     try:
         data = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: deeply nested JSON
         return None
     if not isinstance(data, dict) or "tid" not in data:
         return None
@@ -298,7 +295,7 @@ class StampClock:
             return self._value
         if STAMP_SHAPE.match(stamp):
             return self.read_stamp(stamp)
-        value = parse_iso(stamp)
+        value = safe_iso(stamp)
         self._stamp, self._value = stamp, value
         return value
 

@@ -28,6 +28,8 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from agent.settings import setting
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.9/3.10 servers
@@ -150,6 +152,7 @@ class LimitsConfig:
     flush_interval_s: float = 0.5  # detectors are asked for findings this often
     stall_after_s: float = 120.0  # /healthz fails when a source is behind and unread this long
     outbox_stuck_after_s: float = 900.0  # …or an undelivered update is this old
+    sink_failing_after_s: float = setting(300.0, above=0.0)  # /healthz degraded when a sink fails this long
 
 
 @dataclass(frozen=True)

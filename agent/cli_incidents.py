@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import click
 
@@ -53,12 +54,19 @@ def configured_sinks(state_dir: str, config: Mapping[str, Any], clock: Optional[
     return {}
 
 
-def _open_store(state_dir: str) -> IncidentStore:
+@contextmanager
+def _open_store(state_dir: str) -> Iterator[IncidentStore]:
+    """The store, or a one-line error and exit 2 if it cannot be opened or read (damaged, disk full)."""
     try:
-        return IncidentStore(state_dir)
+        store = IncidentStore(state_dir)
     except (StoreError, OSError) as exc:
         fail(f"cannot open the incident store in {state_dir}: {exc}")
-        raise  # unreachable
+    try:
+        yield store
+    except StoreError as exc:
+        fail(f"incident store in {state_dir}: {exc}")
+    finally:
+        store.close()
 
 
 def _one(store: IncidentStore, ref: str):  # type: ignore[no-untyped-def]
@@ -95,7 +103,10 @@ def open_incidents_from_scan(
 
     clock = clock or Clock()
     sinks = dict(sinks) if sinks else default_sinks(state_dir, clock)
-    store = IncidentStore(state_dir, clock)
+    try:
+        store = IncidentStore(state_dir, clock)
+    except (StoreError, OSError) as exc:
+        fail(f"--open-incidents: cannot open the incident store in {state_dir}: {exc}")
     try:
         builder = BundleBuilder(state_dir, clock, facts=facts, agent_config=agent_config, snapshot=snapshot, host=host,
                                 updates=store.updates_for)
@@ -104,6 +115,8 @@ def open_incidents_from_scan(
         updates += manager.tick()
         Deliverer(store, sinks, clock).run_once(limit=1000)
         return updates
+    except StoreError as exc:
+        fail(f"--open-incidents: incident store in {state_dir}: {exc}")
     finally:
         store.close()
 

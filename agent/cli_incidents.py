@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 import click
 
@@ -55,12 +56,19 @@ def configured_sinks(state_dir: str, config: Optional["Config"], clock: Optional
     return build_sinks(config.sinks if config is not None else (), state_dir, clock=clock)
 
 
-def _open_store(state_dir: str) -> IncidentStore:
+@contextmanager
+def _open_store(state_dir: str) -> Iterator[IncidentStore]:
+    """The store, or a one-line error and exit 2 if it cannot be opened or read (damaged, disk full)."""
     try:
-        return IncidentStore(state_dir)
+        store = IncidentStore(state_dir)
     except (StoreError, OSError) as exc:
         fail(f"cannot open the incident store in {state_dir}: {exc}")
-        raise  # unreachable
+    try:
+        yield store
+    except StoreError as exc:
+        fail(f"incident store in {state_dir}: {exc}")
+    finally:
+        store.close()
 
 
 def _one(store: IncidentStore, ref: str):  # type: ignore[no-untyped-def]
@@ -97,7 +105,10 @@ def open_incidents_from_scan(
 
     clock = clock or Clock()
     sinks = dict(sinks) if sinks else default_sinks(state_dir, clock)
-    store = IncidentStore(state_dir, clock)
+    try:
+        store = IncidentStore(state_dir, clock)
+    except (StoreError, OSError) as exc:
+        fail(f"--open-incidents: cannot open the incident store in {state_dir}: {exc}")
     try:
         builder = BundleBuilder(state_dir, clock, facts=facts, agent_config=agent_config, snapshot=snapshot, host=host,
                                 updates=store.updates_for)
@@ -106,6 +117,8 @@ def open_incidents_from_scan(
         updates += manager.tick()
         Deliverer(store, sinks, clock).run_once(limit=1000)
         return updates
+    except StoreError as exc:
+        fail(f"--open-incidents: incident store in {state_dir}: {exc}")
     finally:
         store.close()
 

@@ -140,6 +140,7 @@ class LimitsConfig:
     flush_interval_s: float = setting(0.5, above=0.0)  # detectors are asked for findings this often
     stall_after_s: float = setting(120.0, above=0.0)  # /healthz fails when a source is behind and unread this long
     outbox_stuck_after_s: float = setting(900.0, above=0.0)  # …or an undelivered update is this old
+    sink_failing_after_s: float = setting(300.0, above=0.0)  # /healthz degraded when a sink fails this long
 
 
 @dataclass(frozen=True)

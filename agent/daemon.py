@@ -17,6 +17,15 @@ every ``limits.checkpoint_interval_s``, after the lines' events were fed and the
 flushed: a SIGKILL re-reads at most that interval, quietly (see agent.sources.checkpoint).
 SIGTERM / SIGINT: read what is there, flush, checkpoint, deliver for a few seconds, exit 0.
 SIGHUP: reload the configuration; tail positions are kept, a bad file is refused and logged.
+
+Store faults (disk full, corruption, the file deleted) never end the loop: the turn that
+hits one logs it once, keeps the findings it could not store in memory, stops reading
+and checkpointing, and retries with backoff (1 s doubling to 60 s); /healthz is degraded
+meanwhile. So a checkpoint never moves past lines whose findings were not stored. A
+corrupt store is moved aside (agent.incidents.store) and a deleted one is written back
+from the open connection. Open detector episodes live in memory: after a SIGKILL the
+errors they counted since the last checkpoint are re-read, but those counted before it
+and not yet reported as a finding are lost (bounded by the detectors' episode windows).
 """
 from __future__ import annotations
 
@@ -49,6 +58,7 @@ log = logging.getLogger("railwatch.daemon")
 COUNTERS_KEY = "daemon:counters"
 TICK_S = 1.0  # self-metrics, incident resolution, health bookkeeping
 DRAIN_S = 5.0  # delivery attempts on the way out
+STORE_RETRY_S = (1.0, 60.0)  # first and longest wait before using a failing store again
 
 
 class Daemon:
@@ -76,13 +86,18 @@ class Daemon:
         self.server: Optional[MetricsServer] = None
         self.delivery: Optional[DeliveryThread] = None
         self.notifier = Notifier(self.environ)  # systemd Type=notify; a no-op elsewhere
+        self._unstored: List[Finding] = []  # findings the store has not taken yet (oldest first)
+        self.store_problem: Optional[StoreError] = None
+        self._store_wait = STORE_RETRY_S[0]
+        self._store_retry_at = 0.0
+        self._held = 0
 
     # ----------------------------------------------------------------- start
     def start(self) -> None:
         """Open the store, build everything, bind the metrics listener; raises on a setup error."""
         root_warning(log)
         c = self.config
-        self.store = IncidentStore(c.state.dir, self.clock)
+        self.store = IncidentStore(c.state.dir, self.clock, recover=True)
         saved = self.store.get_checkpoint(COUNTERS_KEY) or {}
         self.lines_before = int(saved.get("lines", 0))
         self.events_by_kind = {str(k): int(v) for k, v in (saved.get("events") or {}).items()}
@@ -133,7 +148,7 @@ class Daemon:
 
         c = self.config
         raw = build_sinks(c.sinks, c.state.dir, session=requests.Session(), clock=self.clock)
-        self.sinks = {name: CountingSink(sink, self.metrics) for name, sink in raw.items()}
+        self.sinks = {name: CountingSink(sink, self.metrics, self.clock) for name, sink in raw.items()}
         from agent.appfacts import load_app_facts
         from agent.bundle import BundleBuilder
         from agent.config import effective
@@ -197,8 +212,55 @@ class Daemon:
         return 0
 
     def turn(self) -> bool:
-        """One loop turn; True when there is more to read right away."""
+        """One loop turn; True when there is more to read right away. A store fault is caught here."""
+        now = self.clock.monotonic()
+        if self.store_problem is not None:
+            if now < self._store_retry_at:
+                self._last_turn = now
+                return False
+            try:
+                self._recover_store(self.store_problem)
+            except (StoreError, OSError) as exc:
+                self._store_failed(exc)
+                return False
+        try:
+            self.store.verify_file()
+            busy = self._turn()
+        except StoreError as exc:
+            self._store_failed(exc)
+            return False
+        if self.store_problem is not None:
+            log.warning("incident store working again (%d held finding(s) stored)", self._held)
+            self.store_problem, self._store_wait = None, STORE_RETRY_S[0]
+        return busy
+
+    def _store_failed(self, exc: Exception) -> None:
+        """Log a store fault once (not per event or turn) and schedule the retry."""
+        err = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+        now = self.clock.monotonic()
+        self._last_turn = now
+        first = self.store_problem is None or self.store_problem.kind != err.kind
+        if first:
+            what = {"full": "disk full", "corrupt": "store damaged", "missing": "store file gone"}.get(err.kind, "error")
+            log.error("incident store failing (%s): %s; holding %d finding(s), not reading or saving positions; "
+                      "retrying with backoff", what, err, len(self._unstored))
+            self._held = len(self._unstored)
+        else:
+            log.debug("incident store still failing: %s", err)
+        self.store_problem = err
+        self._store_retry_at = now + self._store_wait
+        self._store_wait = min(self._store_wait * 2, STORE_RETRY_S[1])
+
+    def _recover_store(self, problem: StoreError) -> None:
+        if problem.kind == "missing":
+            log.error("%s", self.store.restore_file())
+        elif problem.kind == "corrupt":
+            self.store.reopen()  # moves the damaged file aside (recover=True)
+
+    def _turn(self) -> bool:
         c = self.config
+        if self._unstored:
+            self._store_findings()  # what a failed turn held back goes first
         _, caught_up = self.tailer.poll(c.limits.read_budget_bytes)
         findings = self._feed_pending()
         samples = self._drain_samples()
@@ -249,11 +311,18 @@ class Daemon:
         return self.pipeline.flush(until)
 
     def _observe(self, findings: List[Finding]) -> None:
-        if not findings:
-            return
         for f in findings:
             self.metrics.findings.labels(f.detector, f.severity).inc()
-        self._observe_updates(self.manager.observe(findings))
+        self._unstored.extend(findings)
+        self._store_findings()
+
+    def _store_findings(self) -> None:
+        """Hand held findings to the lifecycle one at a time (each is one transaction); on a
+        store error the rest stay held, so none is lost and none is applied twice."""
+        while self._unstored:
+            updates = self.manager.observe(self._unstored[:1])
+            del self._unstored[0]
+            self._observe_updates(updates)
 
     def _observe_updates(self, updates: List[Any]) -> None:
         for u in updates:
@@ -265,6 +334,8 @@ class Daemon:
     def checkpoint(self) -> None:
         """Flush the detectors, then save every tail position with the running counts, atomically."""
         self._observe(self._flush())
+        if self._unstored:  # never save positions past lines whose findings are not stored
+            return
         values = self.tailer.positions()
         counters = {"lines": self.lines_before + self.tailer.lines_read(), "events": dict(self.events_by_kind)}
         values[COUNTERS_KEY] = counters
@@ -286,18 +357,33 @@ class Daemon:
             m.advance(m.collector_dropped, (name,), r.dropped)
         m.checkpoint_age.set(self.clock.monotonic() - self._last_checkpoint)
 
-    def health(self) -> Tuple[bool, List[str]]:
-        problems: List[str] = []
+    def health(self) -> Tuple[str, List[str]]:
+        """("ok" | "degraded" | "failing", reasons). Only a main loop that stopped turning is
+        failing (restart me); everything else is degraded: the agent runs, something needs a look."""
+        c = self.config
         idle = self.clock.monotonic() - self._last_turn
-        if idle > max(30.0, 40 * self.config.tail.poll_interval_s):
-            problems.append(f"main loop has not turned for {idle:.0f} s")
+        if idle > max(30.0, 40 * c.tail.poll_interval_s):
+            return "failing", [f"main loop has not turned for {idle:.0f} s"]
+        reasons: List[str] = []
+        if self.store_problem is not None:
+            reasons.append(f"store: {self.store_problem}")
         for s in self._stats:
             if s.stalled:
-                problems.append(f"{s.path}: {s.lag_bytes} bytes unread for over {self.config.limits.stall_after_s:.0f} s")
+                reasons.append(f"{s.path}: {s.lag_bytes} bytes unread for over {c.limits.stall_after_s:.0f} s")
+        for path in _names(getattr(getattr(self, "tailer", None), "missing", None)):
+            reasons.append(f"{path}: missing (waiting for it to appear)")
+        disabled = getattr(getattr(self, "pipeline", None), "disabled", None) or {}
+        for name in sorted(disabled):
+            reasons.append(f"detector {name} disabled: {disabled[name]}")
+        now = self.clock.monotonic()
+        for name, sink in sorted(getattr(self, "sinks", {}).items()):
+            since = getattr(sink, "failing_since", None)
+            if since is not None and now - since > c.limits.sink_failing_after_s:
+                reasons.append(f"sink {name}: failing for {now - since:.0f} s ({sink.last_error})")
         age = self.delivery.oldest_age if self.delivery is not None else 0.0
-        if age > self.config.limits.outbox_stuck_after_s:
-            problems.append(f"outbox: an incident update has waited {age:.0f} s for delivery")
-        return not problems, problems
+        if age > c.limits.outbox_stuck_after_s:
+            reasons.append(f"outbox: an incident update has waited {age:.0f} s for delivery")
+        return ("degraded" if reasons else "ok"), reasons
 
     # ----------------------------------------------------------------- signals, reload, stop
     def _install_signals(self) -> None:
@@ -361,6 +447,9 @@ class Daemon:
             findings.extend(self._flush(final=True))
             self._observe(findings)
             self.checkpoint()
+        except StoreError as exc:
+            log.error("stopping with the incident store failing: %s; %d finding(s) not stored, positions not saved "
+                      "(those lines are read again at the next start)", exc, len(self._unstored))
         except Exception:  # noqa: BLE001 - whatever happened, still try to deliver and close
             log.exception("error while draining")
         if self.delivery is not None:
@@ -382,6 +471,13 @@ class Daemon:
         store = getattr(self, "store", None)
         if store is not None:
             store.close()
+
+
+def _names(value: Any) -> List[str]:
+    """Paths from the tailer's ``missing`` (a list, set or dict of paths; absent before that lands)."""
+    if not value:
+        return []
+    return sorted(str(v) for v in value)
 
 
 def counters_file_value(path: str) -> Dict[str, Any]:

@@ -8,9 +8,11 @@ is the one non-private write: the daemon's counters file, for tests and benchmar
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from typing import Any, BinaryIO, Dict, Iterator
 
@@ -59,3 +61,47 @@ def private_dir(path: str) -> str:
     except PermissionError:  # someone else's directory: leave its mode alone
         pass
     return path
+
+
+class UnsafePathError(OSError):
+    """A symlink (or a non-directory) where railwatch keeps its own files: refused, never followed."""
+
+
+def private_dir_below(root: str, *parts: str) -> str:
+    """Create ``root/parts…`` as 0700 directories without following a symlink below ``root``.
+
+    ``root`` (the configured state dir) may itself be a symlink; anything below it that is
+    one is refused with an explanation, so nothing is chmod'ed or written through it."""
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    path = root
+    for part in parts:
+        path = os.path.join(path, part)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise UnsafePathError(exc.errno, f"{path} is a symlink or not a directory; railwatch refuses to "
+                                      "follow it (remove it: railwatch recreates its own directories)") from None
+            raise
+        try:
+            os.fchmod(fd, 0o700)
+        except PermissionError:  # someone else's directory: leave its mode alone
+            pass
+        finally:
+            os.close(fd)
+    return path
+
+
+def refuse_symlink(path: str) -> None:
+    """Raise ``UnsafePathError`` if ``path`` exists as a symlink or a non-regular file."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePathError(errno.ELOOP, f"{path} is a symlink or not a regular file; railwatch refuses to follow "
+                              "or replace it (remove it)")

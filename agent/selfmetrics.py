@@ -22,8 +22,10 @@ the ``CollectorRegistry`` it is given (tests pass a fresh one). Metrics:
     railwatch_collector_dropped_total{collector}  samples dropped on a full queue
     railwatch_detector_errors_total             detectors disabled after raising
 
-``/healthz`` answers 200 ``{"ok": true}`` or 503 with the reasons (a stalled source, a
-stuck outbox, a main loop that stopped turning), as decided by the daemon's callable.
+``/healthz`` answers ``{"status": "ok" | "degraded" | "failing", "reasons": [...]}`` as
+decided by the daemon's callable. HTTP 200 for ok and degraded, 503 only for failing: a
+liveness probe (systemd watchdog, Kubernetes) restarts on 503, and restarting does not fix
+a full disk or a sink that is down, so those are degraded (read the reasons, alert on them).
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 log = logging.getLogger("railwatch.metrics")
 
-Health = Callable[[], Tuple[bool, List[str]]]
+Health = Callable[[], Tuple[str, List[str]]]  # (ok | degraded | failing, reasons)
 
 
 class SelfMetrics:
@@ -122,11 +124,11 @@ class MetricsServer:
                     self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     try:
-                        ok, problems = health()
+                        status, reasons = health()
                     except Exception as exc:  # noqa: BLE001 - a broken check is itself unhealthy
-                        ok, problems = False, [f"health check failed: {type(exc).__name__}"]
-                    body = json.dumps({"ok": ok, "problems": problems}).encode()
-                    self._send(200 if ok else 503, body, "application/json")
+                        status, reasons = "failing", [f"health check failed: {type(exc).__name__}"]
+                    body = json.dumps({"status": status, "reasons": reasons}).encode()
+                    self._send(503 if status == "failing" else 200, body, "application/json")
                 else:
                     self._send(404, b"not found: try /metrics or /healthz\n", "text/plain")
 

@@ -12,6 +12,7 @@ from agent.config import parse, tomllib
 AWKWARD = '''
 [app]
 root = "{root}"
+host = "hôte\\tweb\\u001f-🚨"
 
 [[sources]]
 path = "{root}/log/prod\\u0007uction.log"
@@ -44,9 +45,12 @@ def test_config_show_round_trips_a_non_ascii_sink_name_and_control_characters(tm
     assert result.exit_code == 0, result.output
     shown = tomllib.loads(result.stdout)  # the hand-written writer left \x07 raw and "équipe-café" bare here
     sink = shown["sinks"]["équipe-café"]
-    assert sink["headers"] == {"X-Équipe": "a\tb\x1fc", "X-Emoji": "🚨"}
+    assert sink["headers"] == "********"  # header values may carry credentials: masked, never shown
+    assert shown["app"]["host"] == "hôte\tweb\x1f-🚨"
     assert [s["path"] for s in shown["sources"]] == [f"{tmp_path}/log/prod\x07uction.log"]
-    again = parse(shown)  # and what it shows is a configuration railwatch accepts
+    del sink["headers"]
+    sink["url"] = "http://127.0.0.1:9/hook"  # masked as a secret too
+    again = parse(shown)  # and what it shows (secrets put back) is a configuration railwatch accepts
     assert [s.name for s in again.sinks] == ["équipe-café"]
 
 

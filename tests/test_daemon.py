@@ -149,7 +149,7 @@ def test_a_pool_exhaustion_in_a_live_log_becomes_an_incident_on_disk_and_metrics
     d = Proc(tmp_path, "--log", str(log), "--state-dir", str(state), "--metrics-listen", f"127.0.0.1:{port}", "--start", "beginning")
     try:
         wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "/healthz")
-        assert json.loads(http_get(f"http://127.0.0.1:{port}/healthz")[1]) == {"ok": True, "problems": []}
+        assert json.loads(http_get(f"http://127.0.0.1:{port}/healthz")[1]) == {"status": "ok", "reasons": []}
         with open(log, "a") as fh:
             fh.write(POOL_LOG.read_text())
         found = wait_for(lambda: glob.glob(str(state / "incidents" / "*" / "incident.json")), "an incident file")
@@ -312,7 +312,7 @@ def daemon(tmp_path: Path, log: Path, **tables) -> Daemon:
     return d
 
 
-def test_a_burst_falls_behind_as_lag_and_a_stalled_source_fails_healthz(tmp_path):
+def test_a_burst_falls_behind_as_lag_and_a_stalled_source_degrades_healthz(tmp_path):
     log = tmp_path / "production.log"
     log.write_text("")
     d = daemon(tmp_path, log, limits={"read_budget_bytes": 65536, "stall_after_s": 10})
@@ -325,14 +325,14 @@ def test_a_burst_falls_behind_as_lag_and_a_stalled_source_fails_healthz(tmp_path
         d.turn()
         lag = d.registry.get_sample_value("railwatch_tail_lag_bytes", {"source": str(log)})
         assert lag and lag > 1_000_000
-        assert d.health() == (True, [])
+        assert d.health() == ("ok", [])
         d.tailer.logs[str(log)].read = lambda budget: (0, False)  # reads stop making progress (a hung NFS mount)
         d.clock.advance(30)
         d.turn()
-        ok, problems = d.health()
-        assert not ok and "bytes unread for over 10 s" in problems[0]
+        state, reasons = d.health()
+        assert state == "degraded" and "bytes unread for over 10 s" in reasons[0]
         status, body = http_get(f"http://127.0.0.1:{d.server.port}/healthz")
-        assert status == 503 and "unread" in body
+        assert status == 200 and json.loads(body)["status"] == "degraded" and "unread" in body
     finally:
         d.shutdown()
 
@@ -344,17 +344,18 @@ def test_healthz_fails_when_the_loop_stops_turning(tmp_path):
     try:
         d.turn()
         d.clock.advance(120)
-        ok, problems = d.health()
-        assert not ok and problems == ["main loop has not turned for 120 s"]
+        assert d.health() == ("failing", ["main loop has not turned for 120 s"])
+        status, body = http_get(f"http://127.0.0.1:{d.server.port}/healthz")  # liveness: restart me
+        assert status == 503 and json.loads(body) == {"status": "failing", "reasons": ["main loop has not turned for 120 s"]}
     finally:
         d.shutdown()
 
 
-def test_an_outbox_that_cannot_deliver_fails_healthz(tmp_path):
+def test_an_outbox_that_cannot_deliver_and_a_failing_sink_degrade_healthz(tmp_path):
     log = tmp_path / "production.log"
     log.write_text("")
     hook = {"type": "webhook", "url": f"http://127.0.0.1:{free_port()}/hook"}  # nobody listens there
-    d = daemon(tmp_path, log, sinks={"hook": hook}, limits={"outbox_stuck_after_s": 600})
+    d = daemon(tmp_path, log, sinks={"hook": hook}, limits={"outbox_stuck_after_s": 600, "sink_failing_after_s": 300})
     try:
         with open(log, "a") as fh:
             fh.write(POOL_LOG.read_text())
@@ -365,11 +366,14 @@ def test_an_outbox_that_cannot_deliver_fails_healthz(tmp_path):
             return d.store.open_incidents()
 
         wait_for(turned, "an incident")
+        wait_for(lambda: d.sinks["hook"].failing_since is not None, "a failed delivery")
+        assert d.health()[0] == "ok" or not any(p.startswith("sink hook") for p in d.health()[1])
         d.clock.advance(601)
         d.delivery.refresh_gauges()
         d.turn()
-        ok, problems = d.health()
-        assert not ok and any(p.startswith("outbox: an incident update has waited") for p in problems)
+        state, reasons = d.health()
+        assert state == "degraded" and any(p.startswith("outbox: an incident update has waited") for p in reasons)
+        assert any(p.startswith("sink hook: failing for") for p in reasons)
         assert d.registry.get_sample_value("railwatch_outbox_depth") >= 1
     finally:
         d.shutdown()

@@ -37,7 +37,7 @@ from agent.bundle.evidence import evidence_files
 from agent.bundle.processes import snapshot_processes
 from agent.bundle.triage_md import render_triage
 from agent.clock import Clock
-from agent.fsutil import atomic_private, private_dir
+from agent.fsutil import atomic_private, private_dir_below, refuse_symlink
 from agent.incidents.model import Incident, IncidentUpdate
 from agent.scrub import Scrubber
 from agent.timeparse import to_iso
@@ -198,8 +198,9 @@ class BundleBuilder:
 
     def _write(self, incident_id: str, files: List[Tuple[str, bytes]]) -> str:
         path = bundle_path(self.state_dir, incident_id)
-        directory = private_dir(os.path.dirname(path))
-        private_dir(os.path.dirname(directory))
+        # incidents/ and incidents/<id>/ are never followed if they are symlinks (refused)
+        private_dir_below(self.state_dir, "incidents", _safe(incident_id))
+        refuse_symlink(path)
         top = f"railwatch-{_safe(incident_id)}"
         mtime = int(self.clock.now())
         with atomic_private(path) as raw:

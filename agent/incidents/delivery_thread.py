@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Optional
 
 from agent.clock import Clock
 
@@ -16,11 +16,15 @@ log = logging.getLogger("railwatch.delivery")
 
 
 class CountingSink:
-    """A sink as the deliverer sees it, counting each outcome in the self-metrics."""
+    """A sink as the deliverer sees it, counting each outcome in the self-metrics and
+    remembering since when it has been failing (``failing_since``, monotonic; for /healthz)."""
 
-    def __init__(self, sink: Any, metrics: Any) -> None:
+    def __init__(self, sink: Any, metrics: Any, clock: Optional[Clock] = None) -> None:
         self._sink = sink
         self._metrics = metrics
+        self._clock = clock or Clock()
+        self.failing_since: Optional[float] = None
+        self.last_error = ""
         self.name = sink.name
         self.kind = getattr(sink, "kind", "")
         self.refresh_interval = getattr(sink, "refresh_interval", None)
@@ -28,14 +32,22 @@ class CountingSink:
     def deliver(self, update: Any) -> Any:
         try:
             result = self._sink.deliver(update)
-        except Exception:
+        except Exception as exc:
             self._metrics.sink_failures.labels(self.name, "retry").inc()
+            self._failed(type(exc).__name__)
             raise
         if result.status == "accepted":
             self._metrics.sink_deliveries.labels(self.name).inc()
+            self.failing_since, self.last_error = None, ""
         else:
             self._metrics.sink_failures.labels(self.name, result.status).inc()
+            self._failed(str(getattr(result, "detail", "") or result.status)[:200])
         return result
+
+    def _failed(self, error: str) -> None:
+        if self.failing_since is None:
+            self.failing_since = self._clock.monotonic()
+        self.last_error = error
 
     def dry_run(self) -> Any:
         return self._sink.dry_run()

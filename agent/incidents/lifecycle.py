@@ -16,6 +16,10 @@ Storm control: at most ``rate_limit`` open/recur/reopen notifications per
 opened and stored (nothing is lost) but its outbox rows wait until the window has room.
 
 Every text in an incident is scrubbed before it reaches the store (``agent.scrub``).
+
+A bundle that fails to build (state dir briefly read-only, disk full) leaves the open
+incident without ``bundle_path``: that is the mark, kept in the store, so ``tick()``
+builds it again later, with backoff (``BUNDLE_RETRY_S``), also after a restart.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ from agent.settings import setting
 log = logging.getLogger(__name__)
 
 MAX_FLAP_FACTOR = 8  # a flapping incident waits at most 8 quiet periods before resolving again
+BUNDLE_RETRY_S = (5.0, 600.0)  # first and longest wait before building a failed bundle again
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ class IncidentManager:
         self.host = host if host is not None else socket.gethostname()
         self.bundler = bundler
         self.scrubber = scrubber
+        self._bundle_retry: Dict[str, List[float]] = {}  # incident id -> [next attempt (monotonic), wait]
 
     # ------------------------------------------------------------------ findings in
 
@@ -143,7 +149,25 @@ class IncidentManager:
             quiet = self.settings.quiet_for(inc.detector) * min(2 ** inc.flaps, MAX_FLAP_FACTOR)
             if now - inc.last_reported_at >= quiet:
                 updates.append(self._resolve(inc, now, "quiet"))
+            elif not inc.bundle_path:
+                self._rebuild_bundle(inc)
         return updates
+
+    def _rebuild_bundle(self, inc: Incident) -> None:
+        """Build again a bundle that failed, when its backoff allows; save the incident if it worked."""
+        if self.bundler is None:
+            return
+        now = self.clock.monotonic()
+        retry = self._bundle_retry.setdefault(inc.id, [now + BUNDLE_RETRY_S[0], BUNDLE_RETRY_S[0] * 2])
+        if now < retry[0]:
+            return
+        self._bundle(inc)
+        if inc.bundle_path:
+            self._bundle_retry.pop(inc.id, None)
+            self.store.record(inc, None, [])
+            log.info("bundle for %s built on a later attempt: %s", inc.id, inc.bundle_path)
+        else:
+            retry[0], retry[1] = now + retry[1], min(retry[1] * 2, BUNDLE_RETRY_S[1])
 
     def resolve(self, incident_id: str, reason: str = "manual") -> Optional[IncidentUpdate]:
         """Resolve one incident now (``railwatch incidents resolve``); None if it is not open."""
@@ -199,7 +223,12 @@ class IncidentManager:
         try:
             inc.bundle_path = self.bundler(inc)
         except Exception as exc:  # a bundle is a bonus; the incident must open regardless
-            log.warning("bundle for %s failed: %s", inc.id, type(exc).__name__)
+            log.warning("bundle for %s failed (will be retried): %s: %s", inc.id, type(exc).__name__, _reason(exc))
+
+
+def _reason(exc: Exception) -> str:
+    """An OSError's own words (path and cause: they hold no log content); other errors by type only."""
+    return str(exc)[:300] if isinstance(exc, OSError) else ""
 
 
 def _finding_dict(f: Finding, fp: str) -> Dict[str, object]:

@@ -10,13 +10,25 @@ a crash between "opened" and "delivered" loses nothing: the rows are still pendi
 the agent comes back. The schema is versioned with ``PRAGMA user_version`` and numbered
 migrations applied in order; a database from a newer railwatch is refused, not damaged.
 The database and its directory are private (0600 / 0700): they hold evidence lines.
+
+Failing safe: every SQLite error leaves this module as a ``StoreError`` whose ``kind``
+says what happened (``full``, ``corrupt``, ``missing``, ``error``). The store file is
+opened without following a symlink. A store found corrupt or truncated to 0 bytes is
+never silently replaced: with ``recover=True`` (the daemon) it is renamed
+``railwatch.sqlite3.corrupt-<UTC stamp>`` with a loud message and a new one is started;
+without (the CLI) opening it is refused. ``verify_file`` notices a store file deleted or
+replaced under a running agent (inode check); ``restore_file`` writes the open
+connection's content back to the path.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
+import stat
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
@@ -26,6 +38,9 @@ from agent.fsutil import private_dir
 from agent.incidents.model import Incident, IncidentUpdate
 
 DB_NAME = "railwatch.sqlite3"
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+log = logging.getLogger("railwatch.store")
 
 # (version, statements). Never edit a released migration: append a new one.
 MIGRATIONS = [
@@ -77,7 +92,28 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
 class StoreError(RuntimeError):
-    """The store cannot be opened or used (newer schema, unreadable file)."""
+    """The store cannot be opened or used; ``kind``: full | corrupt | missing | error."""
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def error_kind(exc: BaseException) -> str:
+    """Classify an SQLite error: disk full and corruption get their own clear messages."""
+    text = str(exc).lower()
+    if "disk is full" in text or "disk i/o" in text and "full" in text:
+        return "full"
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return "corrupt"
+    return "error"
+
+
+def _wrap(path: str, exc: sqlite3.Error) -> StoreError:
+    kind = error_kind(exc)
+    hint = {"full": " (the disk holding the state directory is full)",
+            "corrupt": " (the store is damaged; `railwatch run` moves it aside)"}.get(kind, "")
+    return StoreError(f"{path}: {exc}{hint}", kind)
 
 
 @dataclass
@@ -97,31 +133,140 @@ class OutboxRow:
 class IncidentStore:
     """SQLite-backed incidents, updates, outbox and checkpoints. Thread-safe (one connection, a lock)."""
 
-    def __init__(self, state_dir: str, clock: Optional[Clock] = None) -> None:
+    def __init__(self, state_dir: str, clock: Optional[Clock] = None, recover: bool = False) -> None:
         self.state_dir = state_dir
         self.clock = clock or Clock()
+        self.recover = recover
         private_dir(state_dir)
         self.path = os.path.join(state_dir, DB_NAME)
-        # create the file 0600 before SQLite does, so it (and the -wal/-shm files SQLite
-        # creates with the same mode) is never world-readable, whatever the umask
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-        os.chmod(self.path, 0o600)
         self._lock = threading.RLock()
+        self._db: Optional[sqlite3.Connection] = None
+        self._identity: Optional[tuple] = None  # (st_dev, st_ino) of the file we opened
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            self._connect()
+        except StoreError as exc:
+            if not (self.recover and exc.kind == "corrupt"):
+                raise
+            self._drop_connection()
+            self.move_aside(str(exc))
+            self._connect()
+
+    def _connect(self) -> None:
+        existed = self._check_file()
+        # create the file 0600 before SQLite does, so it (and the -wal/-shm files SQLite
+        # creates with the same mode) is never world-readable, whatever the umask;
+        # O_NOFOLLOW: a symlink planted at the store path is refused, never chmod'ed through
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: {exc.strerror}", "error") from exc
+        try:
+            os.fchmod(fd, 0o600)
+            st = os.fstat(fd)
+            self._identity = (st.st_dev, st.st_ino)
+        finally:
+            os.close(fd)
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # an opened incident must survive a power cut
             self._db.execute("PRAGMA foreign_keys=ON")
+            if existed:
+                check = self._db.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if check != "ok":
+                    raise StoreError(f"{self.path}: the store is damaged ({check})", "corrupt")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _wrap(self.path, exc) from exc
+
+    def _check_file(self) -> bool:
+        """True if the store file exists; refuses a symlink or a non-file; a 0-byte one is corrupt."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISLNK(st.st_mode):
+            raise StoreError(f"{self.path} is a symlink; refusing to follow it (remove it or point state.dir elsewhere)")
+        if not stat.S_ISREG(st.st_mode):
+            raise StoreError(f"{self.path} is not a regular file; refusing to use it")
+        if st.st_size == 0:
+            raise StoreError(f"{self.path}: the store is 0 bytes (truncated?); its incidents and positions are gone",
+                             "corrupt")
+        return True
+
+    def move_aside(self, why: str) -> str:
+        """Rename the damaged store (and its -wal/-shm) to ``<name>.corrupt-<UTC stamp>``; return the new path."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(self.clock.now()))
+        target = f"{self.path}.corrupt-{stamp}"
+        n = 1
+        while os.path.lexists(target):
+            n += 1
+            target = f"{self.path}.corrupt-{stamp}-{n}"
+        os.rename(self.path, target)
+        for suffix in SIDE_FILES:
+            if os.path.lexists(self.path + suffix):
+                os.rename(self.path + suffix, target + suffix)
+        log.error("INCIDENT STORE DAMAGED: %s. Moved it aside to %s and started a new, empty store: "
+                  "incidents and tail positions from before are not in it (inspect or restore the old file by hand).",
+                  why, target)
+        return target
+
+    def verify_file(self) -> None:
+        """Raise ``StoreError(kind="missing")`` if the store file was deleted or replaced since it was opened."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            raise StoreError(f"{self.path}: the store file was deleted while railwatch was running", "missing") from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise StoreError(f"{self.path}: the store file was replaced while railwatch was running", "missing")
+
+    def restore_file(self) -> str:
+        """Write what the open connection holds to a new file at the path (after ``verify_file`` failed).
+
+        A replaced file is moved aside first (never overwritten); returns a one-line account."""
+        with self._lock:
+            replaced = os.path.lexists(self.path)
+            aside = self.move_aside("the store file was replaced under the running agent") if replaced else ""
+            for suffix in SIDE_FILES:  # a deleted store's -wal/-shm left behind belong to the old file
+                if os.path.lexists(self.path + suffix):
+                    os.unlink(self.path + suffix)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            os.close(fd)
+            try:
+                fresh = sqlite3.connect(self.path, isolation_level=None)
+                try:
+                    assert self._db is not None
+                    self._db.backup(fresh)
+                finally:
+                    fresh.close()
+            except sqlite3.Error as exc:
+                raise _wrap(self.path, exc) from exc
+            self._drop_connection()
+            self._connect()
+        return f"restored {self.path} from the running agent's open copy" + (f" (the replacement is at {aside})" if aside else "")
+
+    def reopen(self) -> None:
+        """Close and open the store again (after an error); a corrupt store is moved aside if ``recover``."""
+        with self._lock:
+            self._drop_connection()
+            self._open()
+
+    def _drop_connection(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            try:
+                db.close()
+            except sqlite3.Error:
+                pass
 
     # ------------------------------------------------------------------ plumbing
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._drop_connection()
 
     def __enter__(self) -> "IncidentStore":
         return self
@@ -133,17 +278,32 @@ class IncidentStore:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE … COMMIT, rolled back on any exception."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            db = self._connection()
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:  # a failed COMMIT (disk full) leaves it open
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                raise _wrap(self.path, exc) from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"{self.path}: the store is closed (reopening failed)")
+        return self._db
 
     def schema_version(self) -> int:
         with self._lock:
-            return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+            return int(self._connection().execute("PRAGMA user_version").fetchone()[0])
 
     def _migrate(self) -> None:
         current = self.schema_version()
@@ -161,8 +321,10 @@ class IncidentStore:
 
     def _query(self, sql: str, args: Sequence[Any] = ()) -> List[sqlite3.Row]:
         with self._lock:
-            cur = self._db.execute(sql, tuple(args))
-            return cur.fetchall()
+            try:
+                return self._connection().execute(sql, tuple(args)).fetchall()
+            except sqlite3.Error as exc:
+                raise _wrap(self.path, exc) from exc
 
     # ------------------------------------------------------------------ incidents
 

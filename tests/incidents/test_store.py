@@ -52,7 +52,7 @@ def test_an_update_and_its_outbox_rows_are_written_together_or_not_at_all(tmp_pa
     clock = FakeClock()
     store = IncidentStore(str(tmp_path / "s"), clock)
     m = IncidentManager(store, clock, ["hook", "hook"])  # duplicate sink row: UNIQUE(update_id, sink) fails
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(StoreError, match="UNIQUE"):
         m.observe([targets.make_finding()])
     assert store.list_incidents() == [] and store.outbox_for() == []
 

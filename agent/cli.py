@@ -43,7 +43,8 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True, help="Report format.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True,
+              help="Report format (html: one self-contained file with a timeline per incident).")
 @click.option("--detector", "detectors", multiple=True, metavar="NAME", help="Run only this detector (repeatable).")
 @click.option("--log-format", type=click.Choice(sorted(BY_NAME)), default=None, help="Force the log format instead of sniffing it per file.")
 @click.option("--since", callback=_parse_time, metavar="TIME", help="Ignore events before this time: ISO-8601 (UTC if no zone) or a duration before now (1h, 2h30m, 2d).")
@@ -117,6 +118,10 @@ def scan(
         text = render_json(result)
     elif fmt == "markdown":
         text = render_markdown(result)
+    elif fmt == "html":
+        from agent.report_html import render_html
+
+        text = render_html(result)
     else:
         text = render_text(result, colour=output is None and sys.stdout.isatty() and "NO_COLOR" not in os.environ)
     if output:

@@ -83,6 +83,15 @@ def _one(store: IncidentStore, ref: str):  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------------- the scan path
 
 
+def _charts(result: Any) -> Callable[[str], Optional[str]]:
+    """fingerprint -> the incident's timeline SVG, from the series the scan collected."""
+    from agent.charts import timeline_svg
+    from agent.report_view import timelines
+
+    tls = timelines(result)
+    return lambda fp: timeline_svg(tls[fp], standalone=True) if fp in tls else None
+
+
 def open_incidents_from_scan(
     result: Any,
     state_dir: str,
@@ -111,7 +120,7 @@ def open_incidents_from_scan(
         fail(f"--open-incidents: cannot open the incident store in {state_dir}: {exc}")
     try:
         builder = BundleBuilder(state_dir, clock, facts=facts, agent_config=agent_config, snapshot=snapshot, host=host,
-                                updates=store.updates_for)
+                                updates=store.updates_for, charts=_charts(result))
         manager = IncidentManager(store, clock, list(sinks), settings=settings, host=host, bundler=builder)
         updates = manager.observe(result.incidents)
         updates += manager.tick()

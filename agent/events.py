@@ -171,13 +171,15 @@ class Evidence:
     path: str
     line: int
     text: str
+    ts: Optional[float] = None  # the event's time, so reports can put evidence in time order
+    role: str = ""  # what the line shows ("pool error", "connection holder"…); "" = let the report infer it
 
     @classmethod
     def of(cls, event: Event) -> "Evidence":
         text = event.raw
         if len(text) > MAX_EVIDENCE_CHARS:
             text = text[:MAX_EVIDENCE_CHARS] + " …[cut]"
-        return cls(path=event.source, line=event.line, text=text)
+        return cls(path=event.source, line=event.line, text=text, ts=event.ts)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from agent.aggregate import merge_findings
 from agent.events import Finding
 from agent.parsers import BY_NAME
 from agent.pipeline import Pipeline
+from agent.series import SeriesCollector
 from agent.sources.files import STDIN, expand, group_files
 from agent.sources.replay import FileReport, run_groups
 from detectors import UnknownDetector, build_detectors
@@ -34,6 +35,8 @@ class ScanResult:
     detectors: List[str]
     events: int = 0
     seconds: float = 0.0
+    facts: AppFacts = AppFacts()  # what --app told (reports mark guessed facts)
+    series: Optional[SeriesCollector] = None  # per-bucket signals for timelines; None with --jobs > 1
 
 
 class UsageError(ValueError):
@@ -67,6 +70,7 @@ def scan(
     except UnknownDetector as exc:
         raise UsageError(str(exc)) from None
     errors: List[str] = []
+    series: Optional[SeriesCollector] = None
 
     def problem(message: str) -> None:
         errors.append(message)
@@ -88,7 +92,8 @@ def scan(
             problem(message)
     else:
         reports = {f.path: FileReport(f.path) for f in files}
-        pipeline = Pipeline(instances, on_error=problem)
+        series = SeriesCollector()  # fed like a detector; never reports findings
+        pipeline = Pipeline(list(instances) + [series], on_error=problem)  # type: ignore[list-item]
         findings = run_groups(groups, reports, pipeline, log_format, since, until, on_bytes)
         events = pipeline.events
     reported = set()
@@ -104,5 +109,7 @@ def scan(
         detectors=[d.name for d in instances],
         events=events,
         seconds=_time.perf_counter() - started,
+        facts=facts,
+        series=series,
     )
 

@@ -124,7 +124,7 @@ def scrub_finding(finding: Any, scrubber: Optional[Scrubber] = None) -> Tuple[An
     copy = Finding(
         detector=finding.detector, severity=finding.severity, title=t(finding.title), subject=t(dict(finding.subject)),
         first_seen=finding.first_seen, last_seen=finding.last_seen, count=finding.count,
-        evidence=[Evidence(path=e.path, line=e.line, text=t(e.text)) for e in finding.evidence],
+        evidence=[Evidence(path=e.path, line=e.line, text=t(e.text), ts=e.ts, role=e.role) for e in finding.evidence],
         triage=Triage(summary=t(finding.triage.summary), likely_cause=t(finding.triage.likely_cause),
                       containment=t(list(finding.triage.containment)), prevention=t(list(finding.triage.prevention))),
         details=t(dict(finding.details)),

@@ -37,7 +37,7 @@ from agent.bundle.evidence import evidence_files
 from agent.bundle.processes import snapshot_processes
 from agent.bundle.triage_md import render_triage
 from agent.clock import Clock
-from agent.fsutil import atomic_private, private_dir_below, refuse_symlink
+from agent.fsutil import atomic_private, private_dir_below, refuse_symlink, write_private
 from agent.incidents.model import Incident, IncidentUpdate
 from agent.scrub import Scrubber
 from agent.timeparse import to_iso
@@ -73,6 +73,7 @@ class BundleBuilder:
         settings: Optional[BundleSettings] = None,
         host: Optional[str] = None,
         updates: Optional[Callable[[str], Sequence[IncidentUpdate]]] = None,
+        charts: Optional[Callable[[str], Optional[str]]] = None,
     ) -> None:
         self.state_dir = state_dir
         self.clock = clock or Clock()
@@ -83,6 +84,7 @@ class BundleBuilder:
         self.host = host if host is not None else socket.gethostname()
         self.updates = updates  # the store's updates_for, for the timeline
         self.scrubber = Scrubber(emails=self.settings.emails)
+        self.charts = charts  # fingerprint -> timeline SVG (scan collects the series; the daemon does not yet)
 
     def __call__(self, incident: Incident) -> str:
         return self.build(incident)
@@ -121,6 +123,12 @@ class BundleBuilder:
             ("updates.json", clean_json([{"update_id": u.update_id, "kind": u.kind, "at": to_iso(u.at),
                                           "severity": u.incident.severity} for u in updates])),
         ]
+        chart = self.charts(incident.fingerprint) if self.charts is not None else None
+        if chart:  # right after triage.md: the first picture the engineer sees; also beside the bundle
+            files.insert(1, ("timeline.svg", clean(chart).encode("utf-8")))
+            beside = os.path.join(private_dir_below(self.state_dir, "incidents", _safe(incident.id)), "timeline.svg")
+            refuse_symlink(beside)  # like the bundle: never written through a symlink
+            write_private(beside, files[1][1])
         files += [(name, clean(text).encode("utf-8")) for name, text in ev_files]
         if "processes" in snap:
             files.append(("snapshots/processes.json", clean_json(snap["processes"])))

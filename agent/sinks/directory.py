@@ -56,6 +56,9 @@ class DirectorySink:
             dest = os.path.join(where, "bundle.tar.gz")
             if bundle and os.path.isfile(bundle) and os.path.abspath(bundle) != os.path.abspath(dest) and not _same_file(bundle, dest):
                 copy_private(bundle, dest)
+            chart = os.path.join(os.path.dirname(bundle), "timeline.svg") if bundle else ""
+            if chart and os.path.isfile(chart) and not _same_file(chart, os.path.join(where, "timeline.svg")):
+                copy_private(chart, os.path.join(where, "timeline.svg"))
         except OSError as exc:
             # a full or read-only disk may recover; keep the row pending
             return DeliveryResult.retry(f"cannot write under the sink directory: {exc.strerror or type(exc).__name__}")

@@ -61,13 +61,15 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
 
-from agent.events import Bullet, Deploy, Event, Finding, Request, Sql
+from agent.events import Bullet, DbStatement, Deploy, Event, Finding, Request, Sql
+from agent.settings import setting
 from detectors.base import Detector, DetectorContext, Settings
 from detectors.shared.baseline import RecentVsBaseline
 from detectors.shared.deploys import DeployMarkers
 from detectors.n_plus_one.association import infer_association
 from detectors.n_plus_one.report import ReportInput, build_findings
 from detectors.n_plus_one.state import Group, Incident, OpenRequest, Spike, endpoint_from_tags
+from detectors.n_plus_one.tagged import KEY_PREFIX as TAGGED_KEY, statement_as_sql
 from detectors.shared.sqlfp import SqlFingerprinter, parse_binds
 
 _ID_SEGMENT = re.compile(r"/(?:\d+|[0-9a-f]{8}-[0-9a-f-]{27,})(?=/|$)")
@@ -104,13 +106,16 @@ class NPlusOneSettings(Settings):
     max_example_requests: int = 5
     ignore_endpoints: Tuple[str, ...] = ()
     ignore_tables: Tuple[str, ...] = ()
+    # "page now" for an N+1 that is new (new endpoint, or after a deploy): see the module docstring
+    critical_min_queries: float = setting(25.0, min=1.0)  # queries per affected request
+    critical_min_rate: float = setting(0.2, above=0.0)  # affected requests per second
 
 
 class NPlusOneDetector(Detector):
     """N+1 queries per request from debug SQL, and N+1 spikes from per-endpoint baselines."""
 
     name = "n_plus_one"
-    kinds = frozenset(("sql", "request", "bullet", "deploy"))
+    kinds = frozenset(("sql", "db_statement", "request", "bullet", "deploy"))
     settings_type = NPlusOneSettings
 
     def __init__(self, settings: Optional[Settings] = None, context: Optional[DetectorContext] = None) -> None:
@@ -124,7 +129,7 @@ class NPlusOneDetector(Detector):
         self._db_ms = RecentVsBaseline(s.max_endpoints, s.recent_size, s.baseline_size)
         self._history: "OrderedDict[str, Deque[Tuple[float, bool]]]" = OrderedDict()  # endpoint -> (ts, had_sql)
         self._paths: "OrderedDict[str, str]" = OrderedDict()  # "GET /posts" -> endpoint, for Bullet
-        self._incidents: "OrderedDict[Tuple[str, str], Incident]" = OrderedDict()
+        self._incidents: "OrderedDict[str, Incident]" = OrderedDict()  # one per endpoint
         self._spikes: "OrderedDict[Tuple[str, str], Spike]" = OrderedDict()  # (endpoint, signal)
         self._sql_sources: set = set()  # files that log SQL: a request there without SQL ran 0 queries
 
@@ -136,19 +141,26 @@ class NPlusOneDetector(Detector):
             self._request(event)
         elif isinstance(event, Bullet):
             self._bullet(event)
+        elif isinstance(event, DbStatement):
+            tagged = statement_as_sql(event)
+            if tagged is not None:
+                self._sql(tagged[1], tagged[0])
         elif isinstance(event, Deploy):
             self._deploys.observe(event)
 
-    def _sql(self, e: Sql) -> None:
+    def _sql(self, e: Sql, key: str = "") -> None:
+        """A debug statement, or (with ``key``) a tagged Postgres statement and its request key."""
         # hot path (every debug SQL line): keep attribute lookups and allocations low
         if e.name in _SKIP_NAMES or e.ts is None:
             return
-        rid = e.request_id
-        key = rid or f"orphan:{e.source}:{e.pid}"
+        rid = "" if key else e.request_id  # a tagged statement's group is split by silence too
+        key = key or rid or f"orphan:{e.source}:{e.pid}"
         opened = self._open
         req = opened.get(key)
         if req is None or (not rid and req.last_ts is not None and e.ts - req.last_ts > self.s.orphan_gap_s):
             req = self._open_request(key, e)
+            if key.startswith(TAGGED_KEY):
+                req.request_id = e.request_id
         req.last_ts = e.ts
         shape = self._fp.shape(e.sql)
         kind = shape.kind
@@ -207,7 +219,8 @@ class NPlusOneDetector(Detector):
         if b.ts is None or b.detection not in ("n_plus_one", ""):
             return
         # Bullet names the request ("GET /posts"), not its id: the endpoint comes from that path
-        endpoint = self._paths.get(b.request.split("?", 1)[0]) or b.request or "(unknown endpoint)"
+        request = b.request.split("?", 1)[0]
+        endpoint = self._paths.get(request) or request or "(unknown endpoint)"
         self._note_bullet(endpoint, b)
 
     # ----- per request ----------------------------------------------------------------
@@ -230,9 +243,9 @@ class NPlusOneDetector(Detector):
         else:
             self._history.move_to_end(endpoint)
         if req is not None:
-            for group in req.groups.values():
-                if self._qualifies(group):
-                    self._note_n_plus_one(endpoint, group, req, r, ts, history)
+            repeated = [g for g in req.groups.values() if self._qualifies(g)]
+            if repeated:
+                self._note_n_plus_one(endpoint, repeated, req, r, ts, history)
         history.append((ts, req is not None and req.queries > 0))
         if r is None:
             return  # no Completed line: no per-request numbers for the baselines
@@ -256,37 +269,51 @@ class NPlusOneDetector(Detector):
         return g.total_ms >= s.min_total_ms or g.count >= max(s.min_repeats_fast, need)
 
     def _note_n_plus_one(
-        self, endpoint: str, g: Group, req: OpenRequest, r: Optional[Request], ts: float, history: Deque[Tuple[float, bool]]
+        self, endpoint: str, groups: List[Group], req: OpenRequest, r: Optional[Request], ts: float, history: Deque[Tuple[float, bool]]
     ) -> None:
-        key = (endpoint, g.shape.fingerprint)
-        inc = self._incidents.get(key)
+        inc = self._incidents.get(endpoint)
         if inc is None:
-            assoc = infer_association(g.shape, g.first.name, g.binds, g.source_shape, g.source_event.name if g.source_event else "")
-            subject = {"endpoint": endpoint, "table": g.shape.table, "sql": g.shape.normalized}
-            inc = self._new_incident(key, subject, ts, history)
-            inc.association = assoc
-            inc.shape = g.shape
-        inc.add_request(ts, req.request_id, g, r, self.s.max_example_requests)
+            inc = self._new_incident(endpoint, ts, history)
+        named = [(g, infer_association(g.shape, g.first.name, g.binds, g.source_shape, g.source_event.name if g.source_event else ""))
+                 for g in groups]
+        queries: Optional[float] = float(req.queries)
+        if r is not None and r.queries is not None:
+            queries = float(r.queries - (r.cached or 0))
+        source = "postgres_log" if req.key.startswith(TAGGED_KEY) else "debug_sql"
+        inc.add_request(ts, req.request_id, source, named, queries, r, self.s.max_example_requests)
 
     def _note_bullet(self, endpoint: str, b: Bullet) -> None:
-        label = f"{b.model} => [{', '.join(':' + a for a in b.associations)}]"
-        key = (endpoint, "bullet:" + label)
-        inc = self._incidents.get(key)
+        inc = self._incidents.get(endpoint)
         if inc is None:
-            inc = self._new_incident(key, {"endpoint": endpoint, "association": label}, b.ts or 0.0, ())
-            inc.bullet = b
+            inc = self._new_incident(endpoint, b.ts or 0.0, ())
         inc.add_bullet(b)
 
-    def _new_incident(self, key: Tuple[str, str], subject: Dict[str, str], ts: float, history) -> Incident:  # type: ignore[no-untyped-def]
-        inc = self._incidents[key] = Incident(subject, ts)
+    def _new_incident(self, endpoint: str, ts: float, history) -> Incident:  # type: ignore[no-untyped-def]
+        inc = self._incidents[endpoint] = Incident(endpoint, ts)
         if len(self._incidents) > self.s.max_incidents:
             self._incidents.popitem(last=False)
+        # no earlier request of the endpoint: it arrived with the N+1 (history is the endpoint's
+        # own requests, appended after this check; Bullet passes none, so it never claims "new")
+        inc.new_endpoint = isinstance(history, deque) and not history
         deploy = self._deploys.last_deploy_before(ts)
         if deploy is not None:
             before = sum(1 for t, _ in history if t < deploy.ts)
             if before >= self.s.min_requests_before_deploy:
                 inc.new_since_deploy = deploy
         return inc
+
+    def _merge_bullet_paths(self) -> None:
+        """Bullet evidence filed under ``GET /posts`` before the request records named the
+        endpoint: one endpoint, one incident, once the mapping is known."""
+        for key in [k for k in self._incidents if k in self._paths and self._paths[k] and self._paths[k] != k]:
+            endpoint = self._paths[key]
+            stray = self._incidents.pop(key)
+            inc = self._incidents.get(endpoint)
+            if inc is None:
+                stray.subject = {"endpoint": endpoint}
+                self._incidents[endpoint] = stray
+            else:
+                inc.absorb(stray)
 
     def _check_spike(self, endpoint: str, signal: str, base: RecentVsBaseline, value: float, r: Request, ratio: float, min_increase: float) -> None:
         # hot path (every completed request): one call for the update and both windows' numbers
@@ -332,11 +359,12 @@ class NPlusOneDetector(Detector):
     def flush(self, until: Optional[float]) -> List[Finding]:
         for key in [k for k, req in self._open.items() if until is None or (req.last_ts or 0.0) < until - self._timeout(k)]:
             self._finish(self._open.pop(key), None)
+        self._merge_bullet_paths()
         return build_findings(ReportInput(self.name, self._incidents, self._spikes, self._history, self._queries,
-                                          self.s.global_spike_share))
+                                          self.s.global_spike_share, self.s.critical_min_queries, self.s.critical_min_rate))
 
     def _timeout(self, key: str) -> float:
-        return self.s.orphan_gap_s if key.startswith("orphan:") else self.s.request_timeout_s
+        return self.s.orphan_gap_s if key.startswith(("orphan:", TAGGED_KEY)) else self.s.request_timeout_s
 
 
 def _bounded_put(store: "OrderedDict[str, str]", key: str, value: str, cap: int) -> None:

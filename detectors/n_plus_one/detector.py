@@ -1,6 +1,6 @@
-"""N+1 queries and N+1 *spikes*, from Rails logs at any level.
+"""N+1 queries and N+1 *spikes*, from Rails logs at any level and tagged Postgres logs.
 
-Signals, best first:
+An N+1 needs repetition evidence. Sources, best first:
 
 1. Debug SQL (``Sql`` events): statements are grouped per request (``request_id``;
    untagged single-process logs use the parser's per-pid request key; statements
@@ -10,26 +10,44 @@ Signals, best first:
    N+1 (Sentry: 5 repeats; prosopite: same fingerprint). It must also cost
    ``min_total_ms`` or repeat ``min_repeats_fast`` times, since local dev logs print
    ``0.0ms``. The ``Request`` (at ``Completed``, after its SQL) gives the endpoint.
-2. Per-request query counts (Rails 7.2+ ``(N queries, M cached)``: N-M round trips;
+2. Tagged Postgres statement logs (``DbStatement`` with QueryLogs/marginalia tags,
+   ``log_min_duration_statement = 0``): the same rule, per request as grouped by
+   ``tagged`` (the tags' request id, else backend pid + controller/action split by
+   silence). This is how an info-level Rails < 7.2 app shows an N+1.
+3. Per-request query counts (Rails 7.2+ ``(N queries, M cached)``: N-M round trips;
    else the count of debug statements) against the endpoint's own lagged baseline
    (``RecentVsBaseline``): median of the last ``recent_size`` requests >= ``spike_ratio`` x
    and >= +``spike_min_increase`` over a baseline of >= ``min_baseline_requests``.
-3. DB time per request (``ActiveRecord: 15.3ms``, lograge ``db=``) the same way, only
-   when no query count exists (Rails < 7.2 info logs, lograge).
 4. Bullet warnings (``Bullet`` events): an N+1 by definition (association-aware).
+   Bullet names ``GET /posts``; the request records (``Started GET "/posts"`` …
+   ``Processing by PostsController#index``) map it to the endpoint; evidence filed
+   under the path before the mapping was known is merged at the next flush.
+(Statement statistics, ``pg_stat_statements``, add evidence items of their own.)
 
-Severity rule:
-  critical  the endpoint's queries (or DB time) per request spiked against its own
-            baseline while the N+1 was seen; or the N+1 first appeared after a deploy
-            on an endpoint that had ``min_requests_before_deploy`` clean requests
-            before it (deploy markers: ``Deploy`` events, ``AppFacts.revision_time``).
-  warning   a steady N+1 (debug SQL or Bullet), the first time an endpoint is seen
-            (no baseline yet), or a steady ``steady_queries_warning``+ queries/request.
-One incident per (endpoint, repeated fingerprint): subject endpoint/table/sql;
-count = affected requests (each flush reports the increment, ``merge_findings`` adds).
-A spike or a Bullet warning on an endpoint that also has SQL evidence is reported
-under that SQL incident's subject so the report merges them; alone, a spike's
-subject is the endpoint and a Bullet warning's is endpoint + association.
+DB time per request (``ActiveRecord: 15.3ms``, lograge ``db=``), compared the same
+way when no query count exists, is *no* repetition evidence: alone it is a **slow
+endpoint** finding (subject ``{"endpoint", "problem": "slow_endpoint"}``, a warning,
+never an N+1 and never from an endpoint without ``min_baseline_requests`` of history);
+with an N+1 incident on the endpoint it escalates that incident.
+
+One incident per endpoint problem: subject ``{"endpoint": "Controller#action"}`` (or
+the job class, or Bullet's ``METHOD /path`` while unmapped); its evidence items
+(repeated SQL shapes with their source, Bullet associations) are listed in the
+finding's details; count = affected requests (each counted once, whatever the number
+of shapes or Bullet blocks; each flush reports the increment).
+
+Severity rule ("page now"):
+  critical  (a) the endpoint's queries (or DB time) per request spiked against its own
+            baseline while the N+1 was seen; or
+            (b) the N+1 is new -- it came with a NEW endpoint (no earlier request of it)
+            or after a deploy marker (``Deploy`` events, ``AppFacts.revision_time``) on an
+            endpoint that had ``min_requests_before_deploy`` clean requests before --
+            AND it is large: its affected requests average >= ``critical_min_queries``
+            queries each and arrive at >= ``critical_min_rate`` per second (over the
+            incident's span, at least 60 s). A query-count spike alone is (a).
+  warning   a long-standing N+1 (the endpoint ran clean before, no deploy between), a
+            new but small or rare one, Bullet alone (no query count to size it), a
+            steady ``steady_queries_warning``+ queries/request, a slow endpoint.
 
 False-positive risks and how they are avoided:
 * batched loads: ``WHERE id IN (…)`` with >1 item, ``ANY(ARRAY[…])``, and ``LIMIT n``
@@ -37,9 +55,11 @@ False-positive risks and how they are avoided:
 * cached queries: ``CACHE`` hits are no round trip: ignored for repeats and counts.
 * identical repeats (same SQL, same binds): a memoisation smell, not an N+1; a
   group needs ``min_repeats`` *distinct* binds (unlogged binds count as distinct).
-* slow endpoint without N+1: DB time alone never names an N+1 when query counts
-  exist; a DB-time spike shared by most active endpoints at once (a slow or
+* slow endpoint without N+1: DB time alone never names an N+1 (a slow-endpoint
+  warning at most); a DB-time spike shared by most active endpoints at once (a slow or
   saturated database, not a code change) is dropped (``global_spike_share``).
+* the same request seen twice (debug SQL and tagged Postgres logs of one app both
+  scanned): one incident, but its affected-request count may double.
 * intentional loops / long-standing N+1: never more than a warning unless they
   grow or are new after a deploy; ``ignore_endpoints``/``ignore_tables`` silence them.
 * has_many-through counts and ``exists?`` in loops (``SELECT COUNT(*)``,
@@ -51,8 +71,8 @@ False-positive risks and how they are avoided:
   ``min_repeats``; raise it or lower it per app.
 
 The package: ``state`` (bounded per-request / per-incident records), ``association``
-(naming the association), ``report`` (records -> findings), ``triage`` (their triage
-text); ``detectors.shared`` (``sqlfp``, ``baseline``, ``deploys``) is shared with other detectors.
+(naming the association), ``tagged`` (tagged Postgres statements as per-request
+statements), ``report`` (records -> findings), ``triage`` (their triage text); ``detectors.shared`` (``sqlfp``, ``baseline``, ``deploys``) is shared with other detectors.
 """
 from __future__ import annotations
 
@@ -258,7 +278,7 @@ class NPlusOneDetector(Detector):
             queries = 0.0
         if queries is not None:
             self._check_spike(endpoint, "queries", self._queries, queries, r, self.s.spike_ratio, self.s.spike_min_increase)
-        elif r.db_ms is not None:
+        elif r.db_ms is not None and not endpoint.startswith("("):  # a pool of unnamed requests has no history of its own
             self._check_spike(endpoint, "db_time", self._db_ms, r.db_ms, r, self.s.db_spike_ratio, self.s.db_spike_min_ms)
 
     def _qualifies(self, g: Group) -> bool:

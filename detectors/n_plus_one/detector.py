@@ -1,6 +1,6 @@
-"""N+1 queries and N+1 *spikes*, from Rails logs at any level.
+"""N+1 queries and N+1 *spikes*, from Rails logs at any level and tagged Postgres logs.
 
-Signals, best first:
+An N+1 needs repetition evidence. Sources, best first:
 
 1. Debug SQL (``Sql`` events): statements are grouped per request (``request_id``;
    untagged single-process logs use the parser's per-pid request key; statements
@@ -10,26 +10,44 @@ Signals, best first:
    N+1 (Sentry: 5 repeats; prosopite: same fingerprint). It must also cost
    ``min_total_ms`` or repeat ``min_repeats_fast`` times, since local dev logs print
    ``0.0ms``. The ``Request`` (at ``Completed``, after its SQL) gives the endpoint.
-2. Per-request query counts (Rails 7.2+ ``(N queries, M cached)``: N-M round trips;
+2. Tagged Postgres statement logs (``DbStatement`` with QueryLogs/marginalia tags,
+   ``log_min_duration_statement = 0``): the same rule, per request as grouped by
+   ``tagged`` (the tags' request id, else backend pid + controller/action split by
+   silence). This is how an info-level Rails < 7.2 app shows an N+1.
+3. Per-request query counts (Rails 7.2+ ``(N queries, M cached)``: N-M round trips;
    else the count of debug statements) against the endpoint's own lagged baseline
    (``RecentVsBaseline``): median of the last ``recent_size`` requests >= ``spike_ratio`` x
    and >= +``spike_min_increase`` over a baseline of >= ``min_baseline_requests``.
-3. DB time per request (``ActiveRecord: 15.3ms``, lograge ``db=``) the same way, only
-   when no query count exists (Rails < 7.2 info logs, lograge).
 4. Bullet warnings (``Bullet`` events): an N+1 by definition (association-aware).
+   Bullet names ``GET /posts``; the request records (``Started GET "/posts"`` …
+   ``Processing by PostsController#index``) map it to the endpoint; evidence filed
+   under the path before the mapping was known is merged at the next flush.
+(Statement statistics, ``pg_stat_statements``, add evidence items of their own.)
 
-Severity rule:
-  critical  the endpoint's queries (or DB time) per request spiked against its own
-            baseline while the N+1 was seen; or the N+1 first appeared after a deploy
-            on an endpoint that had ``min_requests_before_deploy`` clean requests
-            before it (deploy markers: ``Deploy`` events, ``AppFacts.revision_time``).
-  warning   a steady N+1 (debug SQL or Bullet), the first time an endpoint is seen
-            (no baseline yet), or a steady ``steady_queries_warning``+ queries/request.
-One incident per (endpoint, repeated fingerprint): subject endpoint/table/sql;
-count = affected requests (each flush reports the increment, ``merge_findings`` adds).
-A spike or a Bullet warning on an endpoint that also has SQL evidence is reported
-under that SQL incident's subject so the report merges them; alone, a spike's
-subject is the endpoint and a Bullet warning's is endpoint + association.
+DB time per request (``ActiveRecord: 15.3ms``, lograge ``db=``), compared the same
+way when no query count exists, is *no* repetition evidence: alone it is a **slow
+endpoint** finding (subject ``{"endpoint", "problem": "slow_endpoint"}``, a warning,
+never an N+1 and never from an endpoint without ``min_baseline_requests`` of history);
+with an N+1 incident on the endpoint it escalates that incident.
+
+One incident per endpoint problem: subject ``{"endpoint": "Controller#action"}`` (or
+the job class, or Bullet's ``METHOD /path`` while unmapped); its evidence items
+(repeated SQL shapes with their source, Bullet associations) are listed in the
+finding's details; count = affected requests (each counted once, whatever the number
+of shapes or Bullet blocks; each flush reports the increment).
+
+Severity rule ("page now"):
+  critical  (a) the endpoint's queries (or DB time) per request spiked against its own
+            baseline while the N+1 was seen; or
+            (b) the N+1 is new -- it came with a NEW endpoint (no earlier request of it)
+            or after a deploy marker (``Deploy`` events, ``AppFacts.revision_time``) on an
+            endpoint that had ``min_requests_before_deploy`` clean requests before --
+            AND it is large: its affected requests average >= ``critical_min_queries``
+            queries each and arrive at >= ``critical_min_rate`` per second (over the
+            incident's span, at least 60 s). A query-count spike alone is (a).
+  warning   a long-standing N+1 (the endpoint ran clean before, no deploy between), a
+            new but small or rare one, Bullet alone (no query count to size it), a
+            steady ``steady_queries_warning``+ queries/request, a slow endpoint.
 
 False-positive risks and how they are avoided:
 * batched loads: ``WHERE id IN (…)`` with >1 item, ``ANY(ARRAY[…])``, and ``LIMIT n``
@@ -37,9 +55,11 @@ False-positive risks and how they are avoided:
 * cached queries: ``CACHE`` hits are no round trip: ignored for repeats and counts.
 * identical repeats (same SQL, same binds): a memoisation smell, not an N+1; a
   group needs ``min_repeats`` *distinct* binds (unlogged binds count as distinct).
-* slow endpoint without N+1: DB time alone never names an N+1 when query counts
-  exist; a DB-time spike shared by most active endpoints at once (a slow or
+* slow endpoint without N+1: DB time alone never names an N+1 (a slow-endpoint
+  warning at most); a DB-time spike shared by most active endpoints at once (a slow or
   saturated database, not a code change) is dropped (``global_spike_share``).
+* the same request seen twice (debug SQL and tagged Postgres logs of one app both
+  scanned): one incident, but its affected-request count may double.
 * intentional loops / long-standing N+1: never more than a warning unless they
   grow or are new after a deploy; ``ignore_endpoints``/``ignore_tables`` silence them.
 * has_many-through counts and ``exists?`` in loops (``SELECT COUNT(*)``,
@@ -51,8 +71,8 @@ False-positive risks and how they are avoided:
   ``min_repeats``; raise it or lower it per app.
 
 The package: ``state`` (bounded per-request / per-incident records), ``association``
-(naming the association), ``report`` (records -> findings), ``triage`` (their triage
-text); ``detectors.shared`` (``sqlfp``, ``baseline``, ``deploys``) is shared with other detectors.
+(naming the association), ``tagged`` (tagged Postgres statements as per-request
+statements), ``report`` (records -> findings), ``triage`` (their triage text); ``detectors.shared`` (``sqlfp``, ``baseline``, ``deploys``) is shared with other detectors.
 """
 from __future__ import annotations
 
@@ -61,7 +81,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
 
-from agent.events import Bullet, Deploy, Event, Finding, Request, Sql
+from agent.events import Bullet, DbStatement, Deploy, Event, Finding, Request, Sql
 from agent.settings import setting
 from detectors.base import Detector, DetectorContext, Settings
 from detectors.shared.baseline import RecentVsBaseline
@@ -69,6 +89,7 @@ from detectors.shared.deploys import DeployMarkers
 from detectors.n_plus_one.association import infer_association
 from detectors.n_plus_one.report import ReportInput, build_findings
 from detectors.n_plus_one.state import Group, Incident, OpenRequest, Spike, endpoint_from_tags
+from detectors.n_plus_one.tagged import KEY_PREFIX as TAGGED_KEY, statement_as_sql
 from detectors.shared.sqlfp import SqlFingerprinter, parse_binds
 
 _ID_SEGMENT = re.compile(r"/(?:\d+|[0-9a-f]{8}-[0-9a-f-]{27,})(?=/|$)")
@@ -105,13 +126,16 @@ class NPlusOneSettings(Settings):
     max_example_requests: int = setting(5, min=1)
     ignore_endpoints: Tuple[str, ...] = setting(())
     ignore_tables: Tuple[str, ...] = setting(())
+    # "page now" for an N+1 that is new (new endpoint, or after a deploy): see the module docstring
+    critical_min_queries: float = setting(25.0, min=1.0)  # queries per affected request
+    critical_min_rate: float = setting(0.2, above=0.0)  # affected requests per second
 
 
 class NPlusOneDetector(Detector):
     """N+1 queries per request from debug SQL, and N+1 spikes from per-endpoint baselines."""
 
     name = "n_plus_one"
-    kinds = frozenset(("sql", "request", "bullet", "deploy"))
+    kinds = frozenset(("sql", "db_statement", "request", "bullet", "deploy"))
     settings_type = NPlusOneSettings
 
     def __init__(self, settings: Optional[Settings] = None, context: Optional[DetectorContext] = None) -> None:
@@ -125,7 +149,7 @@ class NPlusOneDetector(Detector):
         self._db_ms = RecentVsBaseline(s.max_endpoints, s.recent_size, s.baseline_size)
         self._history: "OrderedDict[str, Deque[Tuple[float, bool]]]" = OrderedDict()  # endpoint -> (ts, had_sql)
         self._paths: "OrderedDict[str, str]" = OrderedDict()  # "GET /posts" -> endpoint, for Bullet
-        self._incidents: "OrderedDict[Tuple[str, str], Incident]" = OrderedDict()
+        self._incidents: "OrderedDict[str, Incident]" = OrderedDict()  # one per endpoint
         self._spikes: "OrderedDict[Tuple[str, str], Spike]" = OrderedDict()  # (endpoint, signal)
         self._sql_sources: set = set()  # files that log SQL: a request there without SQL ran 0 queries
 
@@ -137,19 +161,26 @@ class NPlusOneDetector(Detector):
             self._request(event)
         elif isinstance(event, Bullet):
             self._bullet(event)
+        elif isinstance(event, DbStatement):
+            tagged = statement_as_sql(event)
+            if tagged is not None:
+                self._sql(tagged[1], tagged[0])
         elif isinstance(event, Deploy):
             self._deploys.observe(event)
 
-    def _sql(self, e: Sql) -> None:
+    def _sql(self, e: Sql, key: str = "") -> None:
+        """A debug statement, or (with ``key``) a tagged Postgres statement and its request key."""
         # hot path (every debug SQL line): keep attribute lookups and allocations low
         if e.name in _SKIP_NAMES or e.ts is None:
             return
-        rid = e.request_id
-        key = rid or f"orphan:{e.source}:{e.pid}"
+        rid = "" if key else e.request_id  # a tagged statement's group is split by silence too
+        key = key or rid or f"orphan:{e.source}:{e.pid}"
         opened = self._open
         req = opened.get(key)
         if req is None or (not rid and req.last_ts is not None and e.ts - req.last_ts > self.s.orphan_gap_s):
             req = self._open_request(key, e)
+            if key.startswith(TAGGED_KEY):
+                req.request_id = e.request_id
         req.last_ts = e.ts
         shape = self._fp.shape(e.sql)
         kind = shape.kind
@@ -208,7 +239,8 @@ class NPlusOneDetector(Detector):
         if b.ts is None or b.detection not in ("n_plus_one", ""):
             return
         # Bullet names the request ("GET /posts"), not its id: the endpoint comes from that path
-        endpoint = self._paths.get(b.request.split("?", 1)[0]) or b.request or "(unknown endpoint)"
+        request = b.request.split("?", 1)[0]
+        endpoint = self._paths.get(request) or request or "(unknown endpoint)"
         self._note_bullet(endpoint, b)
 
     # ----- per request ----------------------------------------------------------------
@@ -231,9 +263,9 @@ class NPlusOneDetector(Detector):
         else:
             self._history.move_to_end(endpoint)
         if req is not None:
-            for group in req.groups.values():
-                if self._qualifies(group):
-                    self._note_n_plus_one(endpoint, group, req, r, ts, history)
+            repeated = [g for g in req.groups.values() if self._qualifies(g)]
+            if repeated:
+                self._note_n_plus_one(endpoint, repeated, req, r, ts, history)
         history.append((ts, req is not None and req.queries > 0))
         if r is None:
             return  # no Completed line: no per-request numbers for the baselines
@@ -246,7 +278,7 @@ class NPlusOneDetector(Detector):
             queries = 0.0
         if queries is not None:
             self._check_spike(endpoint, "queries", self._queries, queries, r, self.s.spike_ratio, self.s.spike_min_increase)
-        elif r.db_ms is not None:
+        elif r.db_ms is not None and not endpoint.startswith("("):  # a pool of unnamed requests has no history of its own
             self._check_spike(endpoint, "db_time", self._db_ms, r.db_ms, r, self.s.db_spike_ratio, self.s.db_spike_min_ms)
 
     def _qualifies(self, g: Group) -> bool:
@@ -257,37 +289,51 @@ class NPlusOneDetector(Detector):
         return g.total_ms >= s.min_total_ms or g.count >= max(s.min_repeats_fast, need)
 
     def _note_n_plus_one(
-        self, endpoint: str, g: Group, req: OpenRequest, r: Optional[Request], ts: float, history: Deque[Tuple[float, bool]]
+        self, endpoint: str, groups: List[Group], req: OpenRequest, r: Optional[Request], ts: float, history: Deque[Tuple[float, bool]]
     ) -> None:
-        key = (endpoint, g.shape.fingerprint)
-        inc = self._incidents.get(key)
+        inc = self._incidents.get(endpoint)
         if inc is None:
-            assoc = infer_association(g.shape, g.first.name, g.binds, g.source_shape, g.source_event.name if g.source_event else "")
-            subject = {"endpoint": endpoint, "table": g.shape.table, "sql": g.shape.normalized}
-            inc = self._new_incident(key, subject, ts, history)
-            inc.association = assoc
-            inc.shape = g.shape
-        inc.add_request(ts, req.request_id, g, r, self.s.max_example_requests)
+            inc = self._new_incident(endpoint, ts, history)
+        named = [(g, infer_association(g.shape, g.first.name, g.binds, g.source_shape, g.source_event.name if g.source_event else ""))
+                 for g in groups]
+        queries: Optional[float] = float(req.queries)
+        if r is not None and r.queries is not None:
+            queries = float(r.queries - (r.cached or 0))
+        source = "postgres_log" if req.key.startswith(TAGGED_KEY) else "debug_sql"
+        inc.add_request(ts, req.request_id, source, named, queries, r, self.s.max_example_requests)
 
     def _note_bullet(self, endpoint: str, b: Bullet) -> None:
-        label = f"{b.model} => [{', '.join(':' + a for a in b.associations)}]"
-        key = (endpoint, "bullet:" + label)
-        inc = self._incidents.get(key)
+        inc = self._incidents.get(endpoint)
         if inc is None:
-            inc = self._new_incident(key, {"endpoint": endpoint, "association": label}, b.ts or 0.0, ())
-            inc.bullet = b
+            inc = self._new_incident(endpoint, b.ts or 0.0, ())
         inc.add_bullet(b)
 
-    def _new_incident(self, key: Tuple[str, str], subject: Dict[str, str], ts: float, history) -> Incident:  # type: ignore[no-untyped-def]
-        inc = self._incidents[key] = Incident(subject, ts)
+    def _new_incident(self, endpoint: str, ts: float, history) -> Incident:  # type: ignore[no-untyped-def]
+        inc = self._incidents[endpoint] = Incident(endpoint, ts)
         if len(self._incidents) > self.s.max_incidents:
             self._incidents.popitem(last=False)
+        # no earlier request of the endpoint: it arrived with the N+1 (history is the endpoint's
+        # own requests, appended after this check; Bullet passes none, so it never claims "new")
+        inc.new_endpoint = isinstance(history, deque) and not history
         deploy = self._deploys.last_deploy_before(ts)
         if deploy is not None:
             before = sum(1 for t, _ in history if t < deploy.ts)
             if before >= self.s.min_requests_before_deploy:
                 inc.new_since_deploy = deploy
         return inc
+
+    def _merge_bullet_paths(self) -> None:
+        """Bullet evidence filed under ``GET /posts`` before the request records named the
+        endpoint: one endpoint, one incident, once the mapping is known."""
+        for key in [k for k in self._incidents if k in self._paths and self._paths[k] and self._paths[k] != k]:
+            endpoint = self._paths[key]
+            stray = self._incidents.pop(key)
+            inc = self._incidents.get(endpoint)
+            if inc is None:
+                stray.subject = {"endpoint": endpoint}
+                self._incidents[endpoint] = stray
+            else:
+                inc.absorb(stray)
 
     def _check_spike(self, endpoint: str, signal: str, base: RecentVsBaseline, value: float, r: Request, ratio: float, min_increase: float) -> None:
         # hot path (every completed request): one call for the update and both windows' numbers
@@ -333,11 +379,12 @@ class NPlusOneDetector(Detector):
     def flush(self, until: Optional[float]) -> List[Finding]:
         for key in [k for k, req in self._open.items() if until is None or (req.last_ts or 0.0) < until - self._timeout(k)]:
             self._finish(self._open.pop(key), None)
+        self._merge_bullet_paths()
         return build_findings(ReportInput(self.name, self._incidents, self._spikes, self._history, self._queries,
-                                          self.s.global_spike_share))
+                                          self.s.global_spike_share, self.s.critical_min_queries, self.s.critical_min_rate))
 
     def _timeout(self, key: str) -> float:
-        return self.s.orphan_gap_s if key.startswith("orphan:") else self.s.request_timeout_s
+        return self.s.orphan_gap_s if key.startswith(("orphan:", TAGGED_KEY)) else self.s.request_timeout_s
 
 
 def _bounded_put(store: "OrderedDict[str, str]", key: str, value: str, cap: int) -> None:

@@ -1,11 +1,13 @@
 """Turn the N+1 detector's state into findings.
 
-Per endpoint: every SQL incident with news, every Bullet warning and every spike.
-A spike on an endpoint that has SQL evidence escalates that endpoint's main SQL
-incident (a finding that only carries an escalation has ``count`` 0: no new affected
-request); a Bullet warning naming the association of an SQL incident is folded into
-it ("Bullet reports the same association"). Otherwise spikes and Bullet warnings are
-findings of their own. The report reads only the ``ReportInput`` it is given, and
+One finding per endpoint problem. An endpoint's N+1 ``Incident`` carries all its
+evidence items (repeated SQL shapes from debug SQL or tagged Postgres statements,
+Bullet associations); a queries or DB-time spike that overlaps it escalates it (a
+finding that only carries an escalation has ``count`` 0: no new affected request).
+Without an incident, a query-count spike is an N+1 spike (the counts are the
+repetition evidence), a steady high count a warning, and a DB-time rise alone is a
+*slow endpoint* (subject ``problem: slow_endpoint``, warning at most): DB time says
+nothing about repetition. The report reads only the ``ReportInput`` it is given, and
 settles what it reports (``take()`` on incidents and spikes).
 """
 from __future__ import annotations
@@ -20,56 +22,42 @@ from detectors.n_plus_one.triage import PREVENTION_COMMON, containment, deploy_t
 from detectors.shared.baseline import RecentVsBaseline
 from detectors.shared.deploys import DeployMarker
 
+RATE_MIN_SPAN_S = 60.0  # a rate is taken over at least this span: 3 requests in 2 s are not 1.5/s
+
 
 @dataclass(frozen=True)
 class ReportInput:
     """What a report reads: the detector's records and the numbers findings quote."""
 
     detector: str  # the name findings carry
-    incidents: Mapping[Tuple[str, str], Incident]  # (endpoint, fingerprint or "bullet:…")
+    incidents: Mapping[str, Incident]  # endpoint -> its N+1 incident
     spikes: Mapping[Tuple[str, str], Spike]  # (endpoint, signal)
     history: Mapping[str, Deque[Tuple[float, bool]]]  # endpoint -> recent (ts, had_sql)
     queries: RecentVsBaseline  # queries per request, per endpoint
     global_spike_share: float
+    critical_min_queries: float = 25.0
+    critical_min_rate: float = 0.2
 
 
 def build_findings(state: ReportInput) -> List[Finding]:
-    by_endpoint: Dict[str, Tuple[List[Incident], List[Incident], List[Spike]]] = {}
-    for (endpoint, _), inc in state.incidents.items():
-        entry = by_endpoint.setdefault(endpoint, ([], [], []))
-        (entry[0] if "sql" in inc.subject else entry[1]).append(inc)
+    by_endpoint: Dict[str, Tuple[Optional[Incident], List[Spike]]] = {e: (inc, []) for e, inc in state.incidents.items()}
     for (endpoint, _), spike in state.spikes.items():
         if spike.dirty:
-            by_endpoint.setdefault(endpoint, ([], [], []))[2].append(spike)
+            by_endpoint.setdefault(endpoint, (None, []))[1].append(spike)
     out: List[Finding] = []
-    for endpoint, (sql_incs, bullet_incs, spikes) in by_endpoint.items():
+    for endpoint, (inc, spikes) in by_endpoint.items():
         spikes = [s for s in spikes if not _is_global_db_slowdown(state, s)]
-        loud = [s for s in spikes if s.signal != "steady"]
-        primary = max(sql_incs, key=lambda i: (i.max_repeats, i.total), default=None)
-        for inc in sql_incs:
-            for b in bullet_incs:
-                if inc.association and b.bullet and _same_association(inc, b):
-                    inc.bullet_confirmed = True
-            if inc.dirty or (inc is primary and any(s.dirty for s in loud)):
-                out.append(_sql_finding(state, inc, _spike_for(state, endpoint, inc)))
-        for b in bullet_incs:
-            if not b.dirty:
-                continue
-            if any(_same_association(i, b) for i in sql_incs):
-                b.take()  # the SQL incident already counts these requests and says Bullet agrees
-                continue
-            out.append(_bullet_finding(state, b, _spike_for(state, endpoint, b)))
+        escalation = _spike_for(state, endpoint, inc) if inc is not None else None
+        if inc is not None and (inc.dirty or (escalation is not None and escalation.dirty)):
+            out.append(_incident_finding(state, inc, escalation))
         for spike in spikes:
-            if primary is not None:
-                spike.take()  # reported through the SQL incident above
+            if not spike.dirty:
+                continue  # reported through the incident above
+            if inc is not None and spike.signal != "db_time":
+                spike.take()  # the endpoint's N+1 incident already says it
                 continue
             out.append(_spike_finding(state, spike))
     return out
-
-
-def _same_association(inc: Incident, b: Incident) -> bool:
-    a, bullet = inc.association, b.bullet
-    return bool(a and bullet and a.name in bullet.associations and (not a.owner or a.owner == bullet.model))
 
 
 def _spike_for(state: ReportInput, endpoint: str, inc: Incident) -> Optional[Spike]:
@@ -118,62 +106,98 @@ def _deploy_evidence(deploy: Optional[DeployMarker]) -> List[Evidence]:
     return [Evidence(path=deploy.source, line=deploy.line, text=f"deploy {deploy.revision}".strip())]
 
 
-def _sql_finding(state: ReportInput, inc: Incident, spike: Optional[Spike]) -> Finding:
+def _rate(inc: Incident) -> float:
+    """Affected requests per second over the incident's span."""
+    return inc.total / max(inc.last_seen - inc.first_seen, RATE_MIN_SPAN_S)
+
+
+def is_large(state: ReportInput, inc: Incident) -> bool:
+    """Queries per affected request and affected-request rate both at the "page now" settings."""
+    qpr = inc.queries_per_request
+    return qpr is not None and qpr >= state.critical_min_queries and _rate(inc) >= state.critical_min_rate
+
+
+def _incident_finding(state: ReportInput, inc: Incident, spike: Optional[Spike]) -> Finding:
+    endpoint = inc.endpoint
+    large = is_large(state, inc)
+    new = "new since deploy" if inc.new_since_deploy is not None else ("new endpoint" if inc.new_endpoint else "")
+    critical = spike is not None or (bool(new) and large)
     count, first, last, evidence = inc.take()
     if count == 0 and spike is not None:
         first, last = spike.delta_first or spike.start, spike.delta_last or spike.last
     if spike is not None:
         evidence += spike.take()[3]
-    endpoint, table = inc.subject["endpoint"], inc.subject["table"]
     deploy = _deploy_of(inc.new_since_deploy, spike)
-    critical = spike is not None or inc.new_since_deploy is not None
-    a = inc.association
-    per_req = inc.repeats_sum / inc.total if inc.total else 0.0
-    where = f" from {inc.top_location}" if inc.top_location else ""
+    primary = inc.primary()
+    bullets = inc.bullet_items()
     numbers = _numbers(state, endpoint, spike)
-    summary = (
-        f"{endpoint} runs `{inc.subject['sql']}` up to {inc.max_repeats} times per request (different binds each time)"
-        f"{where}; {inc.total} request(s) affected."
-    )
+    a = primary.association if primary is not None else None
+    where = f" from {inc.top_location}" if inc.top_location else ""
+    shapes = inc.sql_items()
+    if primary is not None:
+        what = a.label if a else (primary.table or "query")
+        summary = (f"{endpoint} runs `{primary.sql}` up to {primary.max_repeats} times per request (different binds each time)"
+                   f"{where}; {inc.total} request(s) affected.")
+        if len(shapes) > 1:
+            summary += " Also repeated: " + "; ".join(f"`{i.sql}` up to {i.max_repeats}x" for i in shapes if i is not primary) + "."
+        cause = (f"Likely a lazy {a.macro} load of {a.label} inside a loop over rows loaded just before (no includes/preload)."
+                 if a else f"A query on {primary.table or 'a table'} issued once per row inside a loop.")
+        title_what = f"{what} loaded up to {primary.max_repeats}x per request"
+    else:
+        what = ", ".join(b.label for b in bullets)
+        summary = f"Bullet reported an N+1 on {endpoint}: {what}, {inc.total} request(s) affected."
+        cause = f"Bullet saw {what} lazily loaded for records of a multi-record load."
+        title_what = what
     if summarise_numbers(numbers):
         summary += f" ({summarise_numbers(numbers)})"
-    cause = (
-        f"Likely a lazy {a.macro} load of {a.label} inside a loop over rows loaded just before (no includes/preload)."
-        if a else f"A query on {table or 'a table'} issued once per row inside a loop."
-    )
     if spike is not None:
         cause += f" The endpoint's {'queries' if spike.signal == 'queries' else 'DB time'} per request jumped against its own baseline."
     elif inc.new_since_deploy is not None:
         cause += " The endpoint ran without it before the deploy."
+    elif inc.new_endpoint:
+        cause += " The endpoint is new: it had no earlier requests."
     cause += deploy_text(deploy)
-    if inc.bullet_confirmed:
-        cause += " Bullet reports the same association."
-    prevention = ([f"Fix: {a.fix} (eager-load the association in the query that loads the parent rows)."] if a else [
+    if primary is not None and bullets:
+        cause += " Bullet reports " + ("the same association." if any(_bullet_names(b, a) for b in bullets) else
+                                       ", ".join(b.label for b in bullets) + ".")
+    fixes = [b.bullet.model + ".includes(" + ", ".join(":" + x for x in b.bullet.associations) + ")" for b in bullets if b.bullet]
+    if a is not None and a.fix not in fixes:
+        fixes.insert(0, a.fix)
+    prevention = ([f"Fix: {' / '.join(fixes)} (eager-load the association in the query that loads the parent rows)."] if fixes else [
         "Fix: eager-load the association (includes/preload) in the query that loads the parent rows."
     ]) + PREVENTION_COMMON
+    qpr = inc.queries_per_request
     details: Dict[str, object] = {
-        "repeats_per_request_max": inc.max_repeats,
-        "repeats_per_request_avg": round(per_req, 1),
-        "repeat_ms_per_request_avg": round(inc.ms_sum / inc.total, 2) if inc.total else 0.0,
+        "repeats_per_request_max": primary.max_repeats if primary else 0,
+        "repeats_per_request_avg": round(primary.repeats_sum / primary.requests, 1) if primary and primary.requests else 0.0,
+        "repeat_ms_per_request_avg": round(primary.ms_sum / primary.requests, 2) if primary and primary.requests else 0.0,
         "affected_requests_total": inc.total,
+        "affected_requests_per_s": round(_rate(inc), 3),
+        "queries_per_affected_request": round(qpr, 1) if qpr is not None else None,
         "example_request_ids": list(inc.example_ids),
         "source_location": inc.top_location,
-        "source_query": inc.source_sql,
-        "fingerprint": inc.shape.fingerprint if inc.shape else "",
+        "source_query": primary.source_sql if primary else "",
+        "fingerprint": primary.key if primary else "",
         "association": a.label if a else "",
-        "fix": a.fix if a else "",
+        "fix": fixes[0] if fixes else "",
+        "associations": sorted({i.label for i in inc.items.values()}),
+        "sql_shapes": [i.sql for i in shapes],
+        "evidence_sources": sorted({i.source for i in inc.items.values()}),
+        "evidence_items": [i.as_detail() for i in inc.items.values()],
         "new_since_deploy": inc.new_since_deploy is not None,
+        "new_endpoint": inc.new_endpoint,
         "spike": spike.signal if spike is not None else "",
     }
     details.update(numbers)
     if deploy is not None:
         details["deploy_revision"], details["deploy_time"] = deploy.revision, to_iso(deploy.ts)
-    what = f"{a.label}" if a else f"{table or 'query'}"
-    title = f"N+1 on {endpoint}: {what} loaded up to {inc.max_repeats}x per request"
+    # "(Bullet): " keeps a label off the endpoint's tail ("…/validate_token: Account…" reads as a secret to the scrubber)
+    sep = ": " if primary is not None else " (Bullet): "
+    title = f"N+1 on {endpoint}{sep}{title_what}"
     if spike is not None:
-        title = f"N+1 spike on {endpoint}: {what} loaded up to {inc.max_repeats}x per request"
-    elif inc.new_since_deploy is not None:
-        title += " (new since deploy)"
+        title = f"N+1 spike on {endpoint}{sep}{title_what}"
+    elif new:
+        title += f" ({new})"
     return Finding(
         detector=state.detector, severity="critical" if critical else "warning", title=title, subject=dict(inc.subject),
         first_seen=first, last_seen=last, count=count, evidence=evidence + _deploy_evidence(deploy),
@@ -183,34 +207,9 @@ def _sql_finding(state: ReportInput, inc: Incident, spike: Optional[Spike]) -> F
     )
 
 
-def _bullet_finding(state: ReportInput, b: Incident, spike: Optional[Spike]) -> Finding:
-    count, first, last, evidence = b.take()
-    endpoint, label = b.subject["endpoint"], b.subject["association"]
-    subject = dict(b.subject)
-    deploy = _deploy_of(b.new_since_deploy, spike)
-    critical = spike is not None or b.new_since_deploy is not None
-    model = b.bullet.model if b.bullet else ""
-    assocs = ", ".join(":" + a for a in (b.bullet.associations if b.bullet else ()))
-    cause = f"Bullet saw {label} lazily loaded for records of a multi-record load.{deploy_text(deploy)}"
-    details: Dict[str, object] = {
-        "bullet_association": label, "affected_requests_total": b.total, "new_since_deploy": b.new_since_deploy is not None,
-        "call_stack": list(b.bullet.call_stack[:3]) if b.bullet else [],
-    }
-    details.update(_numbers(state, endpoint, spike))
-    if deploy is not None:
-        details["deploy_revision"], details["deploy_time"] = deploy.revision, to_iso(deploy.ts)
-    return Finding(
-        detector=state.detector, severity="critical" if critical else "warning",
-        title=f"N+1 on {endpoint} (Bullet): {label}", subject=subject, first_seen=first, last_seen=last, count=count,
-        evidence=evidence + _deploy_evidence(deploy),
-        triage=Triage(
-            summary=f"Bullet reported an N+1 on {endpoint}: {label}, {b.total} time(s).",
-            likely_cause=cause,
-            containment=containment(endpoint, deploy.revision if deploy else "", is_job(endpoint)),
-            prevention=[f"Fix: {model}.includes({assocs})."] + PREVENTION_COMMON,
-        ),
-        details=details,
-    )
+def _bullet_names(b, a) -> bool:  # type: ignore[no-untyped-def]
+    bullet = b.bullet
+    return bool(a and bullet and a.name in bullet.associations and (not a.owner or a.owner == bullet.model))
 
 
 def _spike_finding(state: ReportInput, spike: Spike) -> Finding:
@@ -226,10 +225,12 @@ def _spike_finding(state: ReportInput, spike: Spike) -> Finding:
         cause = "Queries per request jumped against this endpoint's own baseline: a new per-row query (N+1) or a larger N."
         severity = "critical"
     else:
-        title = f"DB time spike on {endpoint}: {spike.before:.0f} -> {spike.after:.0f} ms per request"
-        cause = ("DB time per request jumped on this endpoint only (query counts are not logged): most often a new"
-                 " per-row query (N+1) or a larger N; also possible: a new slow query.")
-        severity = "critical"
+        # DB time alone is no repetition evidence: a slow endpoint / slow query, never an N+1 page
+        title = f"Slow endpoint {endpoint}: DB time {spike.before:.0f} -> {spike.after:.0f} ms per request"
+        cause = ("DB time per request rose against this endpoint's own baseline, with no repeated-statement evidence"
+                 " (query counts are not logged): a slower query or more rows; an N+1 would need debug SQL, Bullet or"
+                 " tagged Postgres statements to show.")
+        severity = "warning"
     cause += deploy_text(spike.deploy)
     details: Dict[str, object] = {"signal": spike.signal, "affected_requests_total": spike.total,
                                   "example_request_ids": list(spike.example_ids), "peak": spike.peak}
@@ -237,7 +238,8 @@ def _spike_finding(state: ReportInput, spike: Spike) -> Finding:
     if spike.deploy is not None:
         details["deploy_revision"], details["deploy_time"] = spike.deploy.revision, to_iso(spike.deploy.ts)
     return Finding(
-        detector=state.detector, severity=severity, title=title, subject={"endpoint": endpoint},
+        detector=state.detector, severity=severity, title=title,
+        subject={"endpoint": endpoint, "problem": "slow_endpoint"} if spike.signal == "db_time" else {"endpoint": endpoint},
         first_seen=first, last_seen=last, count=count, evidence=evidence + _deploy_evidence(spike.deploy),
         triage=Triage(
             summary=f"{endpoint}: {summarise_numbers(numbers)} since {to_iso(spike.start)}; {spike.total} request(s) affected.",

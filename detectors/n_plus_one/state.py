@@ -3,8 +3,9 @@
 ``OpenRequest``  statements of one request until its ``Completed`` line arrives;
                  per fingerprint a ``Group`` (counts and a few example lines, not
                  every statement, so a 10,000-statement request stays small)
-``Incident``     one (endpoint, repeated fingerprint) or (endpoint, Bullet association):
-                 running totals plus the increment not yet reported
+``Incident``     one endpoint's N+1: its ``EvidenceItem``s (repeated SQL shapes from debug
+                 SQL or tagged Postgres statements, Bullet associations; each with its
+                 source), running totals plus the increment not yet reported
 ``Spike``        an endpoint whose queries or DB time per request left its baseline
 """
 from __future__ import annotations
@@ -101,11 +102,57 @@ def endpoint_from_tags(tags: Optional[Mapping[str, str]]) -> str:
     return "(outside a request)"
 
 
-class Incident:
-    """An N+1 on one endpoint: totals since first seen and the unreported increment."""
+class EvidenceItem:
+    """One piece of repetition evidence inside an endpoint's incident, with its source.
 
-    def __init__(self, subject: Dict[str, str], ts: float) -> None:
-        self.subject = subject
+    ``source``: "debug_sql" (Rails debug statements), "postgres_log" (tagged Postgres
+    statement log lines), "bullet" (Bullet warnings); a further source (statement
+    statistics) adds items of its own kind. ``key`` is the fingerprint or the Bullet label.
+    """
+
+    __slots__ = ("source", "key", "table", "sql", "association", "bullet", "requests", "max_repeats",
+                 "repeats_sum", "ms_sum", "source_sql")
+
+    def __init__(self, source: str, key: str, table: str = "", sql: str = "",
+                 association: Optional[Association] = None, bullet: Optional[Bullet] = None) -> None:
+        self.source = source
+        self.key = key
+        self.table = table
+        self.sql = sql
+        self.association = association
+        self.bullet = bullet
+        self.requests = 0
+        self.max_repeats = 0
+        self.repeats_sum = 0
+        self.ms_sum = 0.0
+        self.source_sql = ""
+
+    @property
+    def label(self) -> str:
+        if self.bullet is not None:
+            return bullet_label(self.bullet)
+        return self.association.label if self.association else (self.table or "query")
+
+    def as_detail(self) -> Dict[str, object]:
+        d: Dict[str, object] = {"source": self.source, "requests": self.requests}
+        if self.bullet is not None:
+            d["association"] = self.label
+            return d
+        d.update({"table": self.table, "sql": self.sql, "association": self.association.label if self.association else "",
+                  "repeats_per_request_max": self.max_repeats,
+                  "repeats_per_request_avg": round(self.repeats_sum / self.requests, 1) if self.requests else 0.0})
+        return d
+
+
+def bullet_label(b: Bullet) -> str:
+    return f"{b.model} => [{', '.join(':' + a for a in b.associations)}]"
+
+
+class Incident:
+    """An N+1 on one endpoint (all its evidence items): totals and the unreported increment."""
+
+    def __init__(self, endpoint: str, ts: float) -> None:
+        self.subject = {"endpoint": endpoint}
         self.first_seen = ts
         self.last_seen = ts
         self.total = 0
@@ -114,17 +161,32 @@ class Incident:
         self.delta_last: Optional[float] = None
         self.evidence: List[Evidence] = []
         self.example_ids: Deque[str] = deque(maxlen=5)
-        self.max_repeats = 0
-        self.repeats_sum = 0
-        self.ms_sum = 0.0
+        self.items: Dict[str, EvidenceItem] = {}  # source:key -> item, in the order first seen
         self.locations: Dict[str, int] = {}
-        self.association: Optional[Association] = None
-        self.shape: Optional[SqlShape] = None
-        self.source_sql = ""
+        self.queries_sum = 0.0  # queries of the affected requests (debug SQL / tagged statements)
+        self.queries_n = 0
         self.new_since_deploy: Optional[DeployMarker] = None
-        self.bullet: Optional[Bullet] = None
-        self.bullet_confirmed = False
+        self.new_endpoint = False  # no earlier request of this endpoint was seen
+        self._bullet_request: Tuple[str, float, set] = ("", 0.0, set())  # request line, ts, labels seen
         self.dirty = False
+
+    @property
+    def endpoint(self) -> str:
+        return self.subject["endpoint"]
+
+    def sql_items(self) -> List[EvidenceItem]:
+        return [i for i in self.items.values() if i.bullet is None]
+
+    def bullet_items(self) -> List[EvidenceItem]:
+        return [i for i in self.items.values() if i.bullet is not None]
+
+    def primary(self) -> Optional[EvidenceItem]:
+        """The SQL shape repeated most: it names the incident."""
+        return max(self.sql_items(), key=lambda i: (i.max_repeats, i.requests), default=None)
+
+    @property
+    def queries_per_request(self) -> Optional[float]:
+        return self.queries_sum / self.queries_n if self.queries_n else None
 
     def _touch(self, ts: float) -> None:
         self.total += 1
@@ -135,28 +197,79 @@ class Incident:
         self.delta_last = ts if self.delta_last is None else max(self.delta_last, ts)
         self.dirty = True
 
-    def add_request(self, ts: float, request_id: str, g: Group, r: Optional[Request], max_examples: int) -> None:
+    def add_request(self, ts: float, request_id: str, source: str, groups: Sequence[Tuple[Group, Optional[Association]]],
+                    queries: Optional[float], r: Optional[Request], max_examples: int) -> None:
+        """One affected request with its repeated shapes: counted once, whatever the number of shapes."""
         self._touch(ts)
         if request_id and len(self.example_ids) < max_examples and request_id not in self.example_ids:
             self.example_ids.append(request_id)
-        self.max_repeats = max(self.max_repeats, g.count)
-        self.repeats_sum += g.count
-        self.ms_sum += g.total_ms
-        for loc, n in g.locations.items():
-            if loc in self.locations or len(self.locations) < MAX_LOCATIONS:
-                self.locations[loc] = self.locations.get(loc, 0) + n
-        if g.source_event is not None and not self.source_sql and g.source_shape is not None:
-            self.source_sql = g.source_shape.normalized
+        if queries is not None:
+            self.queries_sum += queries
+            self.queries_n += 1
+        for g, assoc in groups:
+            item = self.items.get(source + ":" + g.shape.fingerprint)
+            if item is None:
+                item = self.items[source + ":" + g.shape.fingerprint] = EvidenceItem(
+                    source, g.shape.fingerprint, g.shape.table, g.shape.normalized, assoc)
+            item.requests += 1
+            item.max_repeats = max(item.max_repeats, g.count)
+            item.repeats_sum += g.count
+            item.ms_sum += g.total_ms
+            if g.source_shape is not None and not item.source_sql:
+                item.source_sql = g.source_shape.normalized
+            for loc, n in g.locations.items():
+                if loc in self.locations or len(self.locations) < MAX_LOCATIONS:
+                    self.locations[loc] = self.locations.get(loc, 0) + n
         if not self.evidence:  # the first affected request of each increment, in log order
+            g = max((g for g, _ in groups), key=lambda g: g.count)
             lines = ([g.source_event] if g.source_event is not None else []) + list(g.examples)
             self.evidence = [Evidence.of(e) for e in lines]
             if r is not None:
                 self.evidence.append(Evidence.of(r))
 
     def add_bullet(self, b: Bullet) -> None:
-        self._touch(b.ts or self.last_seen)
-        if len(self.evidence) < 2:
+        label = bullet_label(b)
+        item = self.items.get("bullet:" + label)
+        if item is None:
+            item = self.items["bullet:" + label] = EvidenceItem("bullet", label, bullet=b)
+        item.requests += 1
+        ts = b.ts or self.last_seen
+        # one request's Bullet blocks (one per association, logged together) are one affected
+        # request: a label already seen, another request line or a pause starts the next one. A
+        # request already counted from its SQL is not counted again (its Bullet block follows its SQL).
+        last_request, last_ts, labels = self._bullet_request
+        same_request = last_request == b.request and label not in labels and abs(ts - last_ts) < 1.0
+        if same_request:
+            labels.add(label)
+        else:
+            self._bullet_request = (b.request, ts, {label})
+        if not same_request and not self.sql_items():
+            self._touch(ts)
+        else:
+            self.last_seen = max(self.last_seen, ts)
+        if len(self.evidence) < MAX_EVIDENCE:
             self.evidence.append(Evidence.of(b))
+            self.dirty = True
+
+    def absorb(self, other: "Incident") -> None:
+        """Evidence first filed under another name of this endpoint (Bullet's ``GET /path``)."""
+        for key, item in other.items.items():
+            mine = self.items.get(key)
+            if mine is None:
+                self.items[key] = item
+            else:
+                mine.requests += item.requests
+        if not self.sql_items() or other.sql_items():
+            self.total += other.total
+            self.delta += other.delta
+        for ts in (other.delta_first, other.delta_last):
+            if ts is not None:
+                self.delta_first = ts if self.delta_first is None else min(self.delta_first, ts)
+                self.delta_last = ts if self.delta_last is None else max(self.delta_last, ts)
+        self.first_seen, self.last_seen = min(self.first_seen, other.first_seen), max(self.last_seen, other.last_seen)
+        self.evidence = (self.evidence + other.evidence)[:MAX_EVIDENCE]
+        self.new_since_deploy = self.new_since_deploy or other.new_since_deploy
+        self.dirty = self.dirty or other.dirty
 
     def take(self) -> Tuple[int, float, float, List[Evidence]]:
         """The increment to report, reset."""

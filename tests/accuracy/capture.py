@@ -139,6 +139,10 @@ RECIPES: Dict[str, Recipe] = {
         "stack": {"log_setup": "info"},
         "phases": [lambda s: driver.deploy_then_n_plus_one(s, before_seconds=15, requests_n=15)],
     },
+    "deploy_then_n_plus_one_debug": {
+        "stack": {"log_setup": "debug"},
+        "phases": [lambda s: driver.deploy_then_n_plus_one(s, before_seconds=15, requests_n=20)],
+    },
     "max_connections": {
         "stack": {"log_setup": "info", "puma_threads": 12, "web_pool": 12, "sidekiq_pool": 2,
                   "sidekiq_concurrency": 2},

@@ -96,8 +96,8 @@ def test_simple_log_with_lowered_thresholds_names_with_attached_image():
     result = scan([str(FIXTURES / "n_plus_one" / "simple.log")], detectors=["n_plus_one"], settings=settings)
     f = only(result.incidents)
     assert f.severity == "warning"  # first time this endpoint is seen: no baseline
-    assert f.subject["endpoint"] == "UsersController#show"
-    assert f.subject["table"] == "active_storage_attachments"
+    assert f.subject == {"endpoint": "UsersController#show"}  # one incident per endpoint: shapes are inside
+    assert f.details["evidence_items"][0]["table"] == "active_storage_attachments"
     assert f.count == 1
     assert f.details["repeats_per_request_max"] == 4
     assert f.details["fix"] == "Micropost.with_attached_image"
@@ -138,8 +138,9 @@ def test_posts_loop_with_author_loads_is_a_warning_naming_post_includes_author(t
     lines = [l for i in range(5) for l in posts_n_plus_one(T0 + 10 * i, f"req-{i:04d}-aaaa")]
     f = only(run(tmp_path, lines))
     assert f.severity == "warning"
-    assert f.subject == {"endpoint": "PostsController#index", "table": "authors",
-                         "sql": 'SELECT "authors".* FROM "authors" WHERE "authors"."id" = ? LIMIT ?'}
+    assert f.subject == {"endpoint": "PostsController#index"}
+    assert f.details["sql_shapes"] == ['SELECT "authors".* FROM "authors" WHERE "authors"."id" = ? LIMIT ?']
+    assert f.details["evidence_sources"] == ["debug_sql"]
     assert f.count == 5
     assert f.details["repeats_per_request_max"] == 30
     assert f.details["association"] == "Post => :author"
@@ -164,7 +165,7 @@ def test_one_element_in_list_per_row_is_still_an_n_plus_one(tmp_path):
     loads = [sql("Author Load", 9.0, 'SELECT "authors".* FROM "authors" WHERE "authors"."id" IN ($1)', f'[["id", {i}]]')
              for i in range(8)]
     f = only(run(tmp_path, request(T0, "req-in1-0001", [POSTS] + loads)))
-    assert f.subject["sql"] == 'SELECT "authors".* FROM "authors" WHERE "authors"."id" IN (?)'
+    assert f.details["sql_shapes"] == ['SELECT "authors".* FROM "authors" WHERE "authors"."id" IN (?)']
 
 
 def test_batched_find_each_loop_is_not_an_n_plus_one(tmp_path):
@@ -280,12 +281,36 @@ def test_spike_needs_a_baseline_of_enough_requests(tmp_path):
 def test_debug_n_plus_one_that_appears_after_a_deploy_is_critical(tmp_path):
     before = [l for i in range(5) for l in request(T0 + 10 * i, f"pre-{i:04d}", [POSTS, author_loads(1)[0]])]
     deploy_at = T0 + 100
-    after = [l for i in range(3) for l in posts_n_plus_one(deploy_at + 10 + 10 * i, f"post-{i:04d}")]
+    # large: 31 queries per request (>= critical_min_queries 25), 15 requests in 60 s (0.25/s >= 0.2/s)
+    after = [l for i in range(15) for l in posts_n_plus_one(deploy_at + 10 + 4 * i, f"post-{i:04d}")]
     f = only(run(tmp_path, before + after, facts=AppFacts(revision="abc123", revision_time=deploy_at)))
     assert f.severity == "critical"
     assert f.details["new_since_deploy"] is True
+    assert f.details["queries_per_affected_request"] == 31
     assert "(new since deploy)" in f.title
     assert "abc123" in f.triage.containment[0]
+
+
+def test_a_small_or_rare_n_plus_one_after_a_deploy_is_a_warning(tmp_path):
+    before = [l for i in range(5) for l in request(T0 + 10 * i, f"pre-{i:04d}", [POSTS, author_loads(1)[0]])]
+    deploy_at = T0 + 100
+    rare = [l for i in range(3) for l in posts_n_plus_one(deploy_at + 10 + 10 * i, f"post-{i:04d}")]  # 3 in 60 s
+    f = only(run(tmp_path, before + rare, facts=AppFacts(revision="abc123", revision_time=deploy_at)))
+    assert (f.severity, f.details["new_since_deploy"]) == ("warning", True)
+    small = [l for i in range(15) for l in posts_n_plus_one(deploy_at + 10 + 4 * i, f"post-{i:04d}", n=12)]  # 13 queries
+    f = only(run(tmp_path, before + small, facts=AppFacts(revision="abc123", revision_time=deploy_at)))
+    assert (f.severity, f.details["new_since_deploy"]) == ("warning", True)
+
+
+def test_a_large_n_plus_one_on_a_new_endpoint_is_critical_a_long_standing_one_a_warning(tmp_path):
+    new = [l for i in range(15) for l in posts_n_plus_one(T0 + 4 * i, f"new-{i:04d}")]
+    f = only(run(tmp_path, new))
+    assert (f.severity, f.details["new_endpoint"]) == ("critical", True)
+    assert "(new endpoint)" in f.title
+    clean = [l for i in range(5) for l in request(T0 + 4 * i, f"pre-{i:04d}", [POSTS, author_loads(1)[0]])]
+    later = [l for i in range(15) for l in posts_n_plus_one(T0 + 100 + 4 * i, f"old-{i:04d}")]
+    f = only(run(tmp_path, clean + later))  # the endpoint had clean requests, no deploy, no baseline spike
+    assert (f.severity, f.details["new_endpoint"]) == ("warning", False)
 
 
 def test_debug_n_plus_one_whose_endpoint_spikes_is_one_critical_incident(tmp_path):
@@ -293,7 +318,8 @@ def test_debug_n_plus_one_whose_endpoint_spikes_is_one_critical_incident(tmp_pat
     bad = [l for i in range(12) for l in posts_n_plus_one(T0 + 500 + 10 * i, f"b-{i:04d}")]
     f = only(run(tmp_path, normal + bad))
     assert f.severity == "critical"
-    assert f.subject["table"] == "authors"
+    assert f.subject == {"endpoint": "PostsController#index"}
+    assert f.details["evidence_items"][0]["table"] == "authors"
     assert f.count == 12
     assert (f.details["queries_per_request_before"], f.details["queries_per_request_after"]) == (2, 31)
 
@@ -302,11 +328,13 @@ def _rails61_requests(start: float, n: int, db_ms: float, prefix: str, endpoint:
     return [l for i in range(n) for l in request(start + 10 * i, f"{prefix}-{i:04d}", db_ms=db_ms, endpoint=endpoint, path=path)]
 
 
-def test_db_time_spike_without_query_counts_is_critical(tmp_path):
+def test_db_time_rise_without_repetition_evidence_is_a_slow_endpoint_warning_not_an_n_plus_one(tmp_path):
     lines = _rails61_requests(T0, 40, 4.0, "b") + _rails61_requests(T0 + 500, 15, 180.0, "a")
     f = only(run(tmp_path, lines))
-    assert f.severity == "critical"
-    assert f.title.startswith("DB time spike on PostsController#index")
+    assert f.severity == "warning"
+    assert f.subject == {"endpoint": "PostsController#index", "problem": "slow_endpoint"}
+    assert f.title.startswith("Slow endpoint PostsController#index")
+    assert "N+1" not in f.title
     assert (f.details["db_ms_per_request_before"], f.details["db_ms_per_request_after"]) == (4.0, 180.0)
 
 
@@ -337,7 +365,8 @@ def test_bullet_warning_is_mapped_to_the_endpoint_and_is_a_warning():
     det.feed(_bullet(T0 + 5))
     f = only(det.flush(None))
     assert f.severity == "warning"
-    assert f.subject == {"endpoint": "PostsController#index", "association": "Post => [:author]"}
+    assert f.subject == {"endpoint": "PostsController#index"}  # one incident per endpoint: associations inside
+    assert f.details["associations"] == ["Post => [:author]"]
     assert "Post.includes(:author)" in f.triage.prevention[0]
 
 
@@ -350,7 +379,8 @@ def test_bullet_and_debug_sql_for_the_same_association_are_one_incident(tmp_path
     det.feed(_bullet(T0 + 1))
     findings = det.flush(None)
     f = only(findings)
-    assert f.subject["table"] == "authors"
+    assert f.subject == {"endpoint": "PostsController#index"}
+    assert f.details["evidence_sources"] == ["bullet", "debug_sql"]
     assert "Bullet reports the same association" in f.triage.likely_cause
 
 
@@ -411,9 +441,10 @@ def _phase(setup: str, name: str) -> Dict[str, object]:
 def test_e2e_debug_logs_flag_posts_and_not_its_fixed_twin():
     result = scan(_e2e_logs("debug"), detectors=["n_plus_one"])
     f = only(result.incidents)  # Bullet's warning for the same association is folded in
-    assert f.subject["endpoint"] == "PostsController#index"
-    assert f.subject["table"] == "authors"
-    assert f.severity == "warning"  # /posts is first requested in this phase: no baseline, no deploy
+    assert f.subject == {"endpoint": "PostsController#index"}
+    assert f.details["evidence_items"][0]["table"] == "authors"
+    # /posts is first requested in this phase (a new endpoint) but 10 requests are not a rate to page for
+    assert f.severity == "warning"
     assert f.count == _phase("debug", "n_plus_one")["n_plus_one_requests"]
     assert f.details["repeats_per_request_max"] == 30
     assert f.details["fix"] == "Post.includes(:author)"
@@ -434,7 +465,7 @@ def test_e2e_info_log_bullet_warnings_name_posts_author():
     logs = _e2e_logs("info")
     assert any(e.kind == "bullet" for path in logs for e in iter_events(path))
     result = scan(logs, detectors=["n_plus_one"])
-    f = only([f for f in result.incidents if f.subject.get("association") == "Post => [:author]"])
-    assert f.subject["endpoint"] == "PostsController#index"
+    f = only([f for f in result.incidents if "Post => [:author]" in f.details.get("associations", ())])
+    assert f.subject == {"endpoint": "PostsController#index"}
     assert f.severity == "warning"
     assert f.count == 10  # one Bullet warning per GET /posts in the n_plus_one phase

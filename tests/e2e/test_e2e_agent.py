@@ -144,9 +144,9 @@ def _expected(run):
     return {
         "pool_exhaustion": _find(inc, "pool_exhaustion", pool="database",
                                  error_class="ActiveRecord::ConnectionTimeoutError"),
+        # one incident per endpoint (issue 12): associations and SQL shapes are in its details
         "n_plus_one": [i for i in _find(inc, "n_plus_one", endpoint="PostsController#index")
-                       if inc[i]["incident"]["subject"].get("association") == "Post => [:author]"
-                       or inc[i]["incident"]["subject"].get("table") == "authors"],
+                       if inc[i]["incident"]["subject"] == {"endpoint": "PostsController#index"}],
         "always_fails": _find(inc, "sidekiq_failures", job_class="AlwaysFailsJob", error_class="PaymentGatewayError"),
         "report_export": _find(inc, "sidekiq_failures", job_class="ReportExportJob", error_class="NoMethodError"),
     }
@@ -206,7 +206,8 @@ def test_pool_exhaustion_incident_is_critical_and_names_the_pool_and_the_timeout
 def test_n_plus_one_incident_names_posts_index_and_the_author_association(info_run):
     (iid,) = _expected(info_run)["n_plus_one"]
     inc = info_run.incidents[iid]["incident"]
-    assert inc["subject"] == {"endpoint": "PostsController#index", "association": "Post => [:author]"}
+    assert inc["subject"] == {"endpoint": "PostsController#index"}
+    assert "Post => [:author]" in inc["finding"]["details"]["associations"]
     assert inc["count"] == info_run.phases["n_plus_one"]["n_plus_one_requests"]
     assert all("USE eager loading detected" in e["text"] for e in inc["finding"]["evidence"])
 
@@ -340,9 +341,8 @@ def test_debug_sql_n_plus_one_is_one_incident_on_the_authors_table(debug_run):
     (iid,) = summary
     inc = debug_run.incidents[iid]["incident"]
     assert inc["detector"] == "n_plus_one"
-    assert inc["subject"]["endpoint"] == "PostsController#index"
-    assert inc["subject"]["table"] == "authors"
-    assert inc["subject"]["sql"] == 'SELECT "authors".* FROM "authors" WHERE "authors"."id" = ? LIMIT ?'
+    assert inc["subject"] == {"endpoint": "PostsController#index"}
+    assert inc["finding"]["details"]["sql_shapes"] == ['SELECT "authors".* FROM "authors" WHERE "authors"."id" = ? LIMIT ?']
     assert any('FROM "authors"' in e["text"] for e in inc["finding"]["evidence"])
 
 

@@ -81,7 +81,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
 
-from agent.events import Bullet, DbStatement, Deploy, Event, Finding, Request, Sql
+from agent.events import Bullet, DbStatement, Deploy, Event, Finding, Metric, Request, Sql
 from agent.settings import setting
 from detectors.base import Detector, DetectorContext, Settings
 from detectors.shared.baseline import RecentVsBaseline
@@ -90,6 +90,7 @@ from detectors.n_plus_one.association import infer_association
 from detectors.n_plus_one.report import ReportInput, build_findings
 from detectors.n_plus_one.state import Group, Incident, OpenRequest, Spike, endpoint_from_tags
 from detectors.n_plus_one.tagged import KEY_PREFIX as TAGGED_KEY, statement_as_sql
+from detectors.n_plus_one.statements import StatementCorrelator, StatementRules
 from detectors.shared.sqlfp import SqlFingerprinter, parse_binds
 
 _ID_SEGMENT = re.compile(r"/(?:\d+|[0-9a-f]{8}-[0-9a-f-]{27,})(?=/|$)")
@@ -129,13 +130,21 @@ class NPlusOneSettings(Settings):
     # "page now" for an N+1 that is new (new endpoint, or after a deploy): see the module docstring
     critical_min_queries: float = setting(25.0, min=1.0)  # queries per affected request
     critical_min_rate: float = setting(0.2, above=0.0)  # affected requests per second
+    # pg_stat_statements deltas against request rates (detectors/n_plus_one/statements.py)
+    statement_min_intervals: int = setting(2, min=1)  # sampling intervals pairing calls with requests
+    statement_window: int = setting(30, min=2)  # sampling intervals kept
+    statement_max_ratio_cv: float = setting(0.5, min=0.0)  # calls/request must be this steady
+    statement_settle_s: float = setting(0.5, min=0.0)  # wait for request lines after a sample
+    statement_baseline_intervals: int = setting(5, min=1)  # history for "spike against baseline"
+    statement_min_jump: float = setting(50.0, min=0.0)  # calls/interval over a shape's own baseline
+    statement_flat_traffic_ratio: float = setting(1.5, min=1.0)  # requests "flat" within this factor
 
 
 class NPlusOneDetector(Detector):
     """N+1 queries per request from debug SQL, and N+1 spikes from per-endpoint baselines."""
 
     name = "n_plus_one"
-    kinds = frozenset(("sql", "db_statement", "request", "bullet", "deploy"))
+    kinds = frozenset(("sql", "db_statement", "request", "bullet", "deploy", "metric"))
     settings_type = NPlusOneSettings
 
     def __init__(self, settings: Optional[Settings] = None, context: Optional[DetectorContext] = None) -> None:
@@ -152,6 +161,10 @@ class NPlusOneDetector(Detector):
         self._incidents: "OrderedDict[str, Incident]" = OrderedDict()  # one per endpoint
         self._spikes: "OrderedDict[Tuple[str, str], Spike]" = OrderedDict()  # (endpoint, signal)
         self._sql_sources: set = set()  # files that log SQL: a request there without SQL ran 0 queries
+        self._statements = StatementCorrelator(StatementRules(
+            s.min_repeats, s.statement_min_intervals, s.statement_window, s.statement_max_ratio_cv, s.statement_settle_s,
+            s.statement_baseline_intervals, s.spike_ratio, s.statement_min_jump, s.statement_flat_traffic_ratio,
+            s.ignore_endpoints, s.ignore_tables), self._fp)
 
     # ----- input ----------------------------------------------------------------------
     def feed(self, event: Event) -> None:
@@ -159,6 +172,9 @@ class NPlusOneDetector(Detector):
             self._sql(event)
         elif isinstance(event, Request):
             self._request(event)
+            self._statements.observe_request(event)
+        elif isinstance(event, Metric):
+            self._statements.observe_metric(event)
         elif isinstance(event, Bullet):
             self._bullet(event)
         elif isinstance(event, DbStatement):
@@ -380,8 +396,9 @@ class NPlusOneDetector(Detector):
         for key in [k for k, req in self._open.items() if until is None or (req.last_ts or 0.0) < until - self._timeout(k)]:
             self._finish(self._open.pop(key), None)
         self._merge_bullet_paths()
-        return build_findings(ReportInput(self.name, self._incidents, self._spikes, self._history, self._queries,
-                                          self.s.global_spike_share, self.s.critical_min_queries, self.s.critical_min_rate))
+        found = build_findings(ReportInput(self.name, self._incidents, self._spikes, self._history, self._queries,
+                                           self.s.global_spike_share, self.s.critical_min_queries, self.s.critical_min_rate))
+        return found + self._statements.findings(until, self.name)
 
     def _timeout(self, key: str) -> float:
         return self.s.orphan_gap_s if key.startswith(("orphan:", TAGGED_KEY)) else self.s.request_timeout_s

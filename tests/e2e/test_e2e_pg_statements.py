@@ -1,0 +1,131 @@
+"""Live: N+1 at info level (Rails < 7.2: no SQL in the log) found from pg_stat_statements.
+
+A throwaway Postgres cluster from Debian's packages with ``pg_stat_statements`` preloaded
+(never the machine's shared server), the reference app at INFO against it, and
+``railwatch run`` tailing its production.log with the postgres collector sampling every
+``INTERVAL_S``. Phase 1 drives only /posts_fixed (the preloaded twin); phase 2 drives the
+N+1 endpoint /posts. The daemon must open exactly one n_plus_one incident, for
+PostsController#index, naming the authors lookup; nothing for the fixed twin. The latency
+from the first N+1 request to its incident.json is printed per run and as a median
+(``RW_PGSS_RUNS`` runs, default 3) to compare with INTERVAL_S + 2 s.
+"""
+
+import importlib.util
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "railwatch_e2e__load", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_load.py"))
+_load = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_load)
+driver = _load.load("driver")
+rp = _load.load("railwatch_proc")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_cap_spec = importlib.util.spec_from_file_location("railwatch_accuracy_capture", os.path.join(ROOT, "tests", "accuracy", "capture.py"))
+capture = importlib.util.module_from_spec(_cap_spec)
+_cap_spec.loader.exec_module(capture)
+
+INTERVAL_S = 2.0
+RUNS = int(os.environ.get("RW_PGSS_RUNS", "3"))
+pytestmark = pytest.mark.e2e
+
+
+class StatementsPostgres(capture.ThrowawayPostgres):
+    """The accuracy harness's throwaway cluster, with pg_stat_statements preloaded."""
+
+    def __enter__(self):
+        shutil.chown(self.dir, "postgres", "postgres")
+        self._as_postgres([capture.PG_BIN + "/initdb", "-D", self.data, "-A", "trust", "-U", "postgres"])
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+            f.write("\nshared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.track = all\n")
+        opts = "-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=%d" % (self.port, self.dir, self.max_connections)
+        self._as_postgres([capture.PG_BIN + "/pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "pg.log"),
+                           "-w", "start"])
+        return self
+
+
+def _missing():
+    missing = [p for p in (capture.PG_BIN + "/initdb", capture.PG_BIN + "/pg_ctl") if not os.path.exists(p)]
+    if not os.path.exists("/usr/share/postgresql/15/extension/pg_stat_statements.control"):
+        missing.append("pg_stat_statements (postgresql-contrib)")
+    if shutil.which("runuser") is None:
+        missing.append("runuser")
+    return missing
+
+
+def _drive(stack, path, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        stack.get(path)
+        time.sleep(0.15)
+
+
+def _drive_until(stack, path, stop):
+    while not stop.is_set():
+        stack.get(path)
+        time.sleep(0.15)
+
+
+def _one_run(tmp):
+    pg_port = rp.free_port()
+    with StatementsPostgres(pg_port, 40) as pg:
+        base = ["psql", "-h", "127.0.0.1", "-p", str(pg_port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc"]
+        stack = driver.ReferenceStack(os.path.join(tmp, "stack"), log_setup="info", port=rp.free_port_pair(),
+                                      redis_url="auto", db_port=pg_port, verbose=False)
+        stack.ensure_database()
+        import subprocess
+        subprocess.run(base + ["CREATE EXTENSION IF NOT EXISTS pg_stat_statements", "-d", stack.db_name],
+                       check=True, capture_output=True, text=True)
+        with stack:
+            log = stack.path("production.log")
+            dsn = "postgresql://postgres@127.0.0.1:%d/%s" % (pg_port, stack.db_name)
+            agent = rp.RailwatchAgent(os.path.join(tmp, "agent"), logs=[log], metrics_port=rp.free_port(),
+                                      collectors={"postgres": {"enabled": True, "dsn": dsn, "interval_s": INTERVAL_S}})
+            agent.start()
+            try:
+                _drive(stack, "/posts_fixed", 5 * INTERVAL_S)  # the fixed twin: a clean history
+                first = time.time()
+                stop = threading.Event()
+                t = threading.Thread(target=lambda: _drive_until(stack, "/posts", stop))
+                t.start()
+                try:
+                    found = rp.wait_until(lambda: [i for i in agent.incidents().values() if i.get("detector") == "n_plus_one"],
+                                          30.0, 0.05, "an n_plus_one incident")
+                    opened = time.time()
+                    time.sleep(2 * INTERVAL_S)  # let more evidence arrive: it must merge, not open more
+                finally:
+                    stop.set()
+                    t.join()
+                incidents = [i for i in agent.incidents().values() if i.get("detector") == "n_plus_one"]
+            finally:
+                agent.stop()
+            return incidents, opened - first, found, agent.output()
+
+
+def test_info_level_n_plus_one_from_pg_stat_statements_opens_one_incident():
+    rp.require_prerequisites(_missing())
+    latencies = []
+    for n in range(RUNS):
+        tmp = tempfile.mkdtemp(prefix="rw-pgss-")
+        try:
+            incidents, latency, _, output = _one_run(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        text = str(incidents)
+        assert len(incidents) == 1, (incidents, output[-2000:])
+        inc = incidents[0]
+        assert inc["subject"] == {"endpoint": "PostsController#index"}, inc
+        assert 'FROM "authors" WHERE "authors"."id" = ?' in text, inc
+        assert "index_fixed" not in str(inc["subject"])
+        latencies.append(latency)
+        sys.stderr.write("[pgss] run %d: first N+1 request -> incident.json %.2f s\n" % (n + 1, latency))
+    sys.stderr.write("[pgss] median %.2f s over %d runs (target < interval %.0f s + 2 s = %.0f s)\n"
+                     % (statistics.median(latencies), RUNS, INTERVAL_S, INTERVAL_S + 2))

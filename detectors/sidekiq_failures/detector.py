@@ -1,9 +1,30 @@
 """Sidekiq failure patterns: failing job classes, retry storms, dead jobs, stuck jobs, Redis, crashes.
 
 Goal: page when background work is really broken, never for the noise every busy Sidekiq makes.
-A failure only counts once it is *settled unrecovered*: its job (jid) died, or no ``done`` of that
-jid arrived within ``recovery_grace_s`` of its last attempt. A job that fails once and succeeds on
-its retry is therefore never an incident, however many of them there are.
+A failure only counts once it is *settled unrecovered*, judged per job or per class:
+
+    per job    its job (jid) died, or no ``done`` of that jid arrived within ``recovery_grace_s``
+               of its last attempt;
+    per class  the class is *failing*: >= total_failure_min_jobs distinct jobs of it failed again on
+               a retry (a second failed attempt of the jid, or a logged ``retry_count``) within
+               ``window_s`` and no ``done`` of the class in that window. Its pending failures are then
+               unrecovered at once, and so is each later failure of the class, until a ``done`` of it:
+               whatever the retry schedule (25 retries over weeks), retrying does not help.
+    end        at the end of the input (``flush(None)``: the end of a scan, the daemon's shutdown),
+               failures still within their grace are reported as *still failing at the end of the
+               log* (signal and ``details["still_failing_at_end"]``) when their class has no
+               ``done`` in the window; those of a class that succeeds are dropped (probably
+               recovering on their retry).
+
+A job that fails once and succeeds on its retry is therefore never an incident, however many of
+them there are: its ``done`` is a success of the class, which also stops the class rule. The class
+rule waits for failed *retries* on purpose: a burst of first attempts that all recover ~20 s later
+looks the same until the retries run. A single flaky job is judged per job. Fewer failing jobs than
+total_failure_min_jobs (say 3, every attempt failing) are judged per job: a warning (new error, or
+still failing at the end of the log), critical only through a retry storm or a dead burst.
+
+The daemon and a scan decide the same way on the same lines: the class rule runs on each failure
+(event time), not on ``flush(until)``; only ``flush(None)`` reports what is still failing at the end.
 
 Signals, per problem:
 
@@ -25,15 +46,18 @@ Signals, per problem:
 
 Severity rule (every number is a setting):
 
-    critical = page now: a class failing 100% over >= total_failure_min_jobs jobs; a retry storm;
+    critical = page now: a class failing 100% over >= total_failure_min_jobs jobs (settled per job,
+               or found failing by the class rule, or still failing at the end of the log); a retry storm;
                >= dead_burst_min dead-set additions in the window; Redis unreachable for
                >= redis_down_critical_s; >= crash_critical_count unclean exits in crash_window_s;
                every thread of a process stuck; retry set +retry_growth_critical or queue latency
                >= latency_critical_s.
     warning  = look today: a new error class with few failures; a rate spike; any dead job; a slow,
-               stuck or repeatedly interrupted job; a short Redis blip or slow RTT; one crash;
+               stuck or repeatedly interrupted job; failures still failing at the end of the log with
+               no success of their class (below the critical rules); a short Redis blip or slow RTT; one crash;
                a restart loop; moderate retry-set growth or latency.
-    nothing  = recovered failures; a one-off failure of an error class already known.
+    nothing  = recovered failures; a one-off failure of an error class already known; failures young
+               at the end of the log in a class that succeeds in the window.
 
 One incident per problem: findings are emitted per flush with the *new* failures only (the
 pipeline adds counts up by fingerprint), and again when the severity rises. Subject keys:

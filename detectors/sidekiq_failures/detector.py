@@ -105,7 +105,7 @@ class SidekiqFailuresDetector(Detector):
         self.dead_first: "OrderedDict[str, bool]" = OrderedDict()  # jids whose dead line came before their fail
         self.dead_jids: "OrderedDict[str, bool]" = OrderedDict()  # jids seen dead: a later fail line of theirs cannot recover
         self.retried: Dict[str, "OrderedDict[str, float]"] = {}  # class -> jids whose retry failed again -> when
-        self.failing: "OrderedDict[str, float]" = OrderedDict()  # classes the class rule found failing -> since when
+        self.failing: "OrderedDict[str, float]" = OrderedDict()  # classes the class rule found failing -> last failure
         self.known_errors: "OrderedDict[Tuple[str, str], float]" = OrderedDict()  # (class, error) -> first seen
         self.new_keys: "OrderedDict[Tuple[str, str], str]" = OrderedDict()  # why a key counted as new when first seen
         self.last_done: Dict[str, float] = {}
@@ -218,8 +218,20 @@ class SidekiqFailuresDetector(Detector):
             return
         if len(pending.attempts) > 1 or job.retry_count is not None:  # a retry failed again: retrying does not help
             self._judge_class(job.job_class, jid, job.ts)
-        elif job.job_class in self.failing:
+        elif self._is_failing(job.job_class, job.ts):
             self._unrecovered(self.failed.pop(jid), dead=None)
+
+    def _is_failing(self, cls: str, ts: Optional[float]) -> bool:
+        """Whether the class rule holds for ``cls``: it lapses after ``window_s`` without a failure of the class."""
+        since = self.failing.get(cls)
+        if since is None:
+            return False
+        now = ts if ts is not None else (self.now or 0.0)
+        if now - since > self.s.window_s:
+            del self.failing[cls]
+            return False
+        self.failing[cls] = now
+        return True
 
     def _judge_class(self, cls: str, jid: str, ts: Optional[float]) -> None:
         """The class rule: >= total_failure_min_jobs jobs whose retry failed again and no success of the class in
@@ -235,7 +247,7 @@ class SidekiqFailuresDetector(Detector):
         retried.move_to_end(jid)
         while len(retried) > s.total_failure_min_jobs:  # only the newest few matter: are there enough in the window?
             retried.popitem(last=False)
-        if cls in self.failing:
+        if self._is_failing(cls, now):
             self._unrecovered(self.failed.pop(jid), dead=None)
             return
         last_done = self.last_done.get(cls)
@@ -340,7 +352,7 @@ class SidekiqFailuresDetector(Detector):
         dead = sum(1 for t in p.dead if now - s.window_s < t <= now)
         last_done = self.last_done.get(cls)
         succeeded = last_done is not None and last_done > now - s.window_s
-        if (len(jobs) >= s.total_failure_min_jobs and not succeeded) or cls in self.failing:
+        if (len(jobs) >= s.total_failure_min_jobs and not succeeded) or now - self.failing.get(cls, float("-inf")) <= s.window_s:
             p.raise_to("critical", "failing_100pct")
         if len(window) >= s.storm_min_fails:
             p.raise_to("critical", "retry_storm")

@@ -313,3 +313,13 @@ def test_a_class_that_also_succeeds_is_not_found_failing_by_the_class_rule(tmp_p
     storm(stream, FLAKY_FAIL, start=30, jobs=6, at=(0.0, 21.0))
     found, first_critical = judged(tmp_path, stream)
     assert first_critical is None and found == []  # young at the end, and the class works: probably recovering
+
+
+def test_the_class_rule_lapses_after_a_quiet_window_and_a_later_flaky_failure_is_judged_per_job(tmp_path):
+    stream = Stream()
+    background(stream, 0, 1400)
+    storm(stream, FLAKY_FAIL, start=30)  # FlakyOnceJob failing at every attempt: found failing
+    stream.add(FLAKY_FAIL, 1000, jid("f4", 0))  # 15 minutes later, one failure that recovers on its retry
+    stream.add(FLAKY_DONE, 1021, jid("f4", 0))
+    f = only(judged(tmp_path, stream)[0], "FlakyOnceJob")
+    assert f.severity == "critical" and f.count == 60  # the late failure recovered: not counted

@@ -1,9 +1,30 @@
 """Sidekiq failure patterns: failing job classes, retry storms, dead jobs, stuck jobs, Redis, crashes.
 
 Goal: page when background work is really broken, never for the noise every busy Sidekiq makes.
-A failure only counts once it is *settled unrecovered*: its job (jid) died, or no ``done`` of that
-jid arrived within ``recovery_grace_s`` of its last attempt. A job that fails once and succeeds on
-its retry is therefore never an incident, however many of them there are.
+A failure only counts once it is *settled unrecovered*, judged per job or per class:
+
+    per job    its job (jid) died, or no ``done`` of that jid arrived within ``recovery_grace_s``
+               of its last attempt;
+    per class  the class is *failing*: >= total_failure_min_jobs distinct jobs of it failed again on
+               a retry (a second failed attempt of the jid, or a logged ``retry_count``) within
+               ``window_s`` and no ``done`` of the class in that window. Its pending failures are then
+               unrecovered at once, and so is each later failure of the class, until a ``done`` of it:
+               whatever the retry schedule (25 retries over weeks), retrying does not help.
+    end        at the end of the input (``flush(None)``: the end of a scan, the daemon's shutdown),
+               failures still within their grace are reported as *still failing at the end of the
+               log* (signal and ``details["still_failing_at_end"]``) when their class has no
+               ``done`` in the window; those of a class that succeeds are dropped (probably
+               recovering on their retry).
+
+A job that fails once and succeeds on its retry is therefore never an incident, however many of
+them there are: its ``done`` is a success of the class, which also stops the class rule. The class
+rule waits for failed *retries* on purpose: a burst of first attempts that all recover ~20 s later
+looks the same until the retries run. A single flaky job is judged per job. Fewer failing jobs than
+total_failure_min_jobs (say 3, every attempt failing) are judged per job: a warning (new error, or
+still failing at the end of the log), critical only through a retry storm or a dead burst.
+
+The daemon and a scan decide the same way on the same lines: the class rule runs on each failure
+(event time), not on ``flush(until)``; only ``flush(None)`` reports what is still failing at the end.
 
 Signals, per problem:
 
@@ -25,15 +46,18 @@ Signals, per problem:
 
 Severity rule (every number is a setting):
 
-    critical = page now: a class failing 100% over >= total_failure_min_jobs jobs; a retry storm;
+    critical = page now: a class failing 100% over >= total_failure_min_jobs jobs (settled per job,
+               or found failing by the class rule, or still failing at the end of the log); a retry storm;
                >= dead_burst_min dead-set additions in the window; Redis unreachable for
                >= redis_down_critical_s; >= crash_critical_count unclean exits in crash_window_s;
                every thread of a process stuck; retry set +retry_growth_critical or queue latency
                >= latency_critical_s.
     warning  = look today: a new error class with few failures; a rate spike; any dead job; a slow,
-               stuck or repeatedly interrupted job; a short Redis blip or slow RTT; one crash;
+               stuck or repeatedly interrupted job; failures still failing at the end of the log with
+               no success of their class (below the critical rules); a short Redis blip or slow RTT; one crash;
                a restart loop; moderate retry-set growth or latency.
-    nothing  = recovered failures; a one-off failure of an error class already known.
+    nothing  = recovered failures; a one-off failure of an error class already known; failures young
+               at the end of the log in a class that succeeds in the window.
 
 One incident per problem: findings are emitted per flush with the *new* failures only (the
 pipeline adds counts up by fingerprint), and again when the severity rises. Subject keys:
@@ -79,6 +103,9 @@ class SidekiqFailuresDetector(Detector):
         self.failed: "OrderedDict[str, FailedJob]" = OrderedDict()  # jid -> attempts not yet settled
         self.settled: "OrderedDict[str, Tuple[Tuple[str, str], List[float]]]" = OrderedDict()  # for late recoveries
         self.dead_first: "OrderedDict[str, bool]" = OrderedDict()  # jids whose dead line came before their fail
+        self.dead_jids: "OrderedDict[str, bool]" = OrderedDict()  # jids seen dead: a later fail line of theirs cannot recover
+        self.retried: Dict[str, "OrderedDict[str, float]"] = {}  # class -> jids whose retry failed again -> when
+        self.failing: "OrderedDict[str, float]" = OrderedDict()  # classes the class rule found failing -> last failure
         self.known_errors: "OrderedDict[Tuple[str, str], float]" = OrderedDict()  # (class, error) -> first seen
         self.new_keys: "OrderedDict[Tuple[str, str], str]" = OrderedDict()  # why a key counted as new when first seen
         self.last_done: Dict[str, float] = {}
@@ -133,6 +160,8 @@ class SidekiqFailuresDetector(Detector):
             last_done[cls] = ts
             if len(last_done) > self.s.max_problems:
                 last_done.pop(next(iter(last_done)))
+            if self.failing:
+                self.failing.pop(cls, None)  # a success: the class works again, back to per-job judgement
             self.outcomes.update(cls, False)
         jid = job.jid
         pending = self.failed.pop(jid, None) if jid else None
@@ -184,9 +213,56 @@ class SidekiqFailuresDetector(Detector):
             self.failed.move_to_end(jid)
         pending.attempts.append(job)
         pending.last_ts = job.ts or pending.last_ts
+        if jid in self.dead_jids:  # the fail line of the attempt that sent it to the dead set: no recovery to wait for
+            self._unrecovered(self.failed.pop(jid), dead=None)
+            return
+        if len(pending.attempts) > 1 or job.retry_count is not None:  # a retry failed again: retrying does not help
+            self._judge_class(job.job_class, jid, job.ts)
+        elif self._is_failing(job.job_class, job.ts):
+            self._unrecovered(self.failed.pop(jid), dead=None)
+
+    def _is_failing(self, cls: str, ts: Optional[float]) -> bool:
+        """Whether the class rule holds for ``cls``: it lapses after ``window_s`` without a failure of the class."""
+        since = self.failing.get(cls)
+        if since is None:
+            return False
+        now = ts if ts is not None else (self.now or 0.0)
+        if now - since > self.s.window_s:
+            del self.failing[cls]
+            return False
+        self.failing[cls] = now
+        return True
+
+    def _judge_class(self, cls: str, jid: str, ts: Optional[float]) -> None:
+        """The class rule: >= total_failure_min_jobs jobs whose retry failed again and no success of the class in
+        ``window_s`` is a failing class, whatever the retry schedule: its failures are unrecovered now."""
+        s = self.s
+        now = ts if ts is not None else (self.now or 0.0)
+        retried = self.retried.get(cls)
+        if retried is None:
+            retried = self.retried[cls] = OrderedDict()
+            if len(self.retried) > s.max_problems:
+                self.retried.pop(next(iter(self.retried)))
+        retried[jid] = now
+        retried.move_to_end(jid)
+        while len(retried) > s.total_failure_min_jobs:  # only the newest few matter: are there enough in the window?
+            retried.popitem(last=False)
+        if self._is_failing(cls, now):
+            self._unrecovered(self.failed.pop(jid), dead=None)
+            return
+        last_done = self.last_done.get(cls)
+        if last_done is not None and last_done > now - s.window_s:
+            return  # the class also succeeds: its failures are judged per job
+        if sum(1 for t in retried.values() if t > now - s.window_s) < s.total_failure_min_jobs:
+            return
+        self._remember(self.failing, cls, now)
+        for other in [j for j, pending in self.failed.items() if pending.key[0] == cls]:  # once, when the class is found failing
+            self._unrecovered(self.failed.pop(other), dead=None)
 
     def _dead(self, job: Job) -> None:
         self.health.dead_logged(job.ts)
+        if job.jid:
+            self._remember(self.dead_jids, job.jid, True)
         pending = self.failed.pop(job.jid, None)
         if pending is None:
             known = self.settled.get(job.jid)
@@ -196,21 +272,31 @@ class SidekiqFailuresDetector(Detector):
         self._unrecovered(pending, dead=job)
 
     def _settle(self, now: float, final: bool) -> None:
-        """Failed jobs with no success ``recovery_grace_s`` after their last attempt are unrecovered."""
+        """Failed jobs with no success ``recovery_grace_s`` after their last attempt are unrecovered.
+
+        ``final`` (the end of the input): the failures still within their grace are reported as still
+        failing at the end of the log when their class has no success in the window; those of a class
+        that does succeed are probably about to recover and are dropped."""
         grace = self.s.recovery_grace_s
         while self.failed:
             jid, pending = next(iter(self.failed.items()))
             if now - pending.last_ts < grace:
                 if not final:
                     break
-                del self.failed[jid]  # too young to judge at the end of input: not counted
+                del self.failed[jid]
+                last_done = self.last_done.get(pending.key[0])
+                if last_done is None or last_done <= now - self.s.window_s:
+                    self._unrecovered(pending, dead=None, at_end=True)
                 continue
             del self.failed[jid]
             self._unrecovered(pending, dead=None)
 
-    def _unrecovered(self, pending: FailedJob, dead: Optional[Job]) -> None:
+    def _unrecovered(self, pending: FailedJob, dead: Optional[Job], at_end: bool = False) -> None:
         s = self.s
         p = self.problems.open(pending.key, {"job_class": pending.key[0], "error_class": pending.key[1]})
+        if at_end:
+            p.facts["still_failing_at_end"] = True
+            p.raise_to("warning", "still_failing_at_end")
         first_seen = self.known_errors.get(pending.key)
         if not p.new_reason and first_seen is not None and any((j.ts or 0.0) - first_seen <= s.window_s for j in pending.attempts):
             p.new_reason = self.new_keys.get(pending.key, "")  # new only while near its first sighting
@@ -230,7 +316,9 @@ class SidekiqFailuresDetector(Detector):
             p.sample = p.sample or job
             self.outcomes.update(job.job_class, True)
         if jid and pending.attempts:
-            self._remember(self.settled, jid, (pending.key, [j.ts or 0.0 for j in pending.attempts]))
+            earlier = self.settled.get(jid)
+            times = earlier[1] if earlier is not None and earlier[0] == pending.key else []
+            self._remember(self.settled, jid, (pending.key, times + [j.ts or 0.0 for j in pending.attempts]))
         now = max((j.ts or 0.0) for j in pending.attempts) if pending.attempts else (dead.ts or 0.0 if dead else 0.0)
         if dead is not None:
             dts = dead.ts or now
@@ -264,7 +352,7 @@ class SidekiqFailuresDetector(Detector):
         dead = sum(1 for t in p.dead if now - s.window_s < t <= now)
         last_done = self.last_done.get(cls)
         succeeded = last_done is not None and last_done > now - s.window_s
-        if len(jobs) >= s.total_failure_min_jobs and not succeeded:
+        if (len(jobs) >= s.total_failure_min_jobs and not succeeded) or now - self.failing.get(cls, float("-inf")) <= s.window_s:
             p.raise_to("critical", "failing_100pct")
         if len(window) >= s.storm_min_fails:
             p.raise_to("critical", "retry_storm")

@@ -68,12 +68,16 @@ def failure_triage(p: Problem, last_done: Optional[float], deploy) -> Tuple[str,
         recovery = (f"no job recovered on retry (highest retry_count {rc if rc is not None else 'none: first attempts'}); "
                     f"with the default {DEFAULT_MAX_RETRIES} retries Sidekiq keeps retrying for ~{retry_days_left(rc):.0f} more days")
     signals = (("failing_100pct", "failing 100%"), ("retry_storm", "retry storm"), ("dead", "jobs dying"),
-               ("rate_spike", "failure-rate spike"), ("new_error", "new error"))
+               ("rate_spike", "failure-rate spike"), ("new_error", "new error"),
+               ("still_failing_at_end", "still failing at the end of the log"))
     what = ", ".join(text for name, text in signals if name in p.signals) or "failing"
     title = f"Sidekiq {cls} {what}: {err}"
     succeeded = f"last success of {cls} at {_when(last_done)}" if last_done else f"no success of {cls} seen"
     summary = (f"{cls} failed {p.count} time(s) ({jobs} job(s)) with {err} between {_when(p.first_ts)} and {_when(p.last_ts)}; "
                f"{succeeded}; {recovery}.")
+    if p.facts.get("still_failing_at_end"):
+        summary += (f" {cls} was still failing when the log ended (failures younger than the recovery grace, "
+                    f"no success of {cls} in the window): check it is still failing now.")
     cause = f"{err}: {message}" if message else err
     if frame:
         cause += f" — raised from {frame}"

@@ -18,10 +18,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import score  # noqa: E402  (tests/accuracy/score.py)
 
 KNOWN_GAPS = {
-    "storm_at_end_activejob": "issue 12 item 1: failures still waiting for their retry when the log ends are "
-                              "dropped (each waits for its recovery grace), so scan reports no storm",
-    "storm_at_end_native_c2": "issue 12 item 1: the same end-of-log blind spot for a native worker "
-                              "(27 failed attempts of 12 jobs, no incident)",
     "deploy_then_n_plus_one": "issue 12 item 5: an N+1 that appears with a new endpoint right after a deploy "
                               "is reported as a warning, not the critical 'N+1 spike' page",
 }

@@ -5,16 +5,24 @@ cut at ``max_line`` bytes instead of being held whole, invalid UTF-8 is replaced
 instead of raising, and a truncated compressed file yields every line before the
 damage. Rotated files of one log (``production.log.2.gz``, ``production.log.1``,
 ``production.log``) are grouped and ordered oldest first.
+
+Only regular files (and stdin) are read: a FIFO would block the reader, a device such as
+/dev/zero never ends, a socket cannot be read as a file. Such a path is refused with a
+one-line reason (``open_regular`` opens with O_NONBLOCK, so even a FIFO cannot block the
+open itself, then checks the open file's type).
 """
 from __future__ import annotations
 
 import bz2
+import errno
+import fcntl
 import glob
 import gzip
 import io
 import lzma
 import os
 import re
+import stat
 import sys
 import zlib
 from dataclasses import dataclass, field
@@ -30,6 +38,63 @@ _LOGLIKE = re.compile(r"\.(?:log|json|jsonl|out|err)(?:[.-]\d+)*(?:\.(?:gz|bz2|x
 
 class InputError(Exception):
     """A path that cannot be read at all (missing, unreadable, empty directory)."""
+
+
+class NotRegularFile(OSError):
+    """A path that is a FIFO, device, socket or directory: never read as a log."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"{kind}, not a regular file: not read")
+        self.path, self.kind = path, kind
+
+
+def file_kind(mode: int) -> str:
+    """What a stat mode says the file is, in words (for refusals)."""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    return "a regular file" if stat.S_ISREG(mode) else "not a regular file"
+
+
+def open_regular(path: str) -> int:
+    """A read-only descriptor for ``path`` if it is a regular file; else ``NotRegularFile``.
+
+    O_NONBLOCK makes opening a FIFO return at once instead of waiting for a writer; the
+    type is then checked on the open file (no race with a rename), and the flag cleared.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # opening a Unix socket
+            raise NotRegularFile(path, "a socket") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(path, file_kind(mode))
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def special_file_problem(path: str) -> Optional[str]:
+    """A one-line refusal if ``path`` exists and is not a regular file (stat follows links)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return f"{path}: {file_kind(mode)}, not a regular file: not read"
 
 
 @dataclass
@@ -77,10 +142,19 @@ def expand(paths: List[str]) -> Tuple[List[InputFile], List[str]]:
             logs = _logs_in(arg)
             if not logs:
                 problems.append(f"{arg}: directory holds no log files (*.log, *.log.N, *.gz, *.bz2)")
-            found.extend(logs)
+            for path in logs:
+                refused = special_file_problem(path)
+                if refused:
+                    problems.append(refused)
+                else:
+                    found.append(path)
             continue
         if not os.path.exists(arg):
             problems.append(f"{arg}: no such file or directory")
+            continue
+        refused = special_file_problem(arg)
+        if refused:
+            problems.append(refused)
             continue
         if not os.access(arg, os.R_OK):
             problems.append(f"{arg}: permission denied")
@@ -122,7 +196,7 @@ def open_binary(path: str) -> BinaryIO:
     """Open plain, gzip, bzip2 or xz by magic number (names lie); stdin for "-"."""
     if path == STDIN:
         return _stdin_by_magic(sys.stdin.buffer)
-    raw = open(path, "rb")
+    raw = os.fdopen(open_regular(path), "rb")
     magic = raw.read(6)
     raw.seek(0)
     if magic[:2] == b"\x1f\x8b":
@@ -200,6 +274,9 @@ def read_batches(
     """
     try:
         stream = open_binary(path)
+    except NotRegularFile as exc:
+        stats.problems.append(f"{path}: {exc.strerror}")
+        return
     except OSError as exc:
         stats.problems.append(f"{path}: cannot open: {exc.strerror or exc}")
         return

@@ -27,12 +27,23 @@ detectors; restarting from one re-reads a window of earlier lines quietly (see
 agent.sources.checkpoint), and a log rotated more than once meanwhile has the files
 rotated in since the checkpoint read whole.
 Lines longer than ``max_line`` bytes are cut there and the rest is skipped, never buffered.
+
+Inputs: only regular files are followed. A FIFO, device or socket at a path is refused
+with one warning (``refused_sources()``), never opened for reading (a FIFO would block,
+/dev/zero never ends). A path (or a glob's directory) that does not exist is a warning at
+start and is listed by ``missing_sources()`` until it appears; it is then read from its
+start. File descriptors: the tailer keeps ``RESERVED_FDS`` of the process's limit free for
+the rest of the agent; beyond that (or on EMFILE) the files already open are followed,
+the others wait for a free descriptor, with one warning for the whole tailer.
 """
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import os
+import resource
+import stat
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -41,6 +52,7 @@ from agent.events import Event
 from agent.sources.checkpoint import (
     COMPRESSED, LogCheckpoint, Position, checkpoint_key, file_stat, find_sibling, head_matches, newer_rotations,
 )
+from agent.sources.files import NotRegularFile, file_kind
 from agent.sources.tailfile import TailedFile, open_file
 from agent.sources.watch import Waker
 
@@ -49,6 +61,7 @@ log = logging.getLogger("railwatch.tail")
 ROTATE_GRACE_S = 5.0  # a rotated-away file is still read this long after it last grew
 RESCAN_S = 1.0  # globs are re-expanded at least this often
 IDLE_RELEASE_S = 0.5  # a log quiet this long has its held records (backtraces) delivered
+RESERVED_FDS = 64  # descriptors left for the store, sockets, the watcher and bundles
 
 
 @dataclass(frozen=True)
@@ -85,11 +98,38 @@ class TailContext:
         # files finished under one name that may reappear under another (a glob matching
         # rotated names): (dev, ino) -> their final position, bounded
         self.finished: Dict[Tuple[int, int], Position] = {}
+        self.open_files = 0  # TailedFiles open now
+        self.max_open = _descriptor_budget()
+        self.descriptors_short = False  # warned once: some logs wait for a free descriptor
+
+    def reserve_descriptor(self) -> None:
+        """Raise EMFILE before opening one more file past the tailer's descriptor budget."""
+        if self.open_files >= self.max_open:
+            raise OSError(errno.EMFILE, f"descriptor budget of {self.max_open} open logs reached")
+
+    def out_of_descriptors(self, path: str, exc: OSError) -> None:
+        if not self.descriptors_short:
+            self.descriptors_short = True
+            log.warning(
+                "%s: cannot open (%s); following the %d log files already open, others wait for a free "
+                "descriptor (raise LimitNOFILE / ulimit -n; this is logged once)", path, exc.strerror or exc, self.open_files,
+            )
 
     def remember_finished(self, pos: Position) -> None:
         self.finished[(pos.dev, pos.ino)] = pos
         if len(self.finished) > 1000:
             self.finished.pop(next(iter(self.finished)))
+
+
+def _descriptor_budget() -> int:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(int(soft) - RESERVED_FDS, 8)
+
+
+def is_regular(st: os.stat_result) -> bool:
+    return stat.S_ISREG(st.st_mode)
 
 
 class TailedLog:
@@ -105,14 +145,22 @@ class TailedLog:
         self.behind_since: Optional[float] = None
         self.last_read = ctx.clock.monotonic()
         self._warned: Set[str] = set()
+        self.refused = ""  # why the file at the path is not read (a FIFO, a device…), if so
+        self.missing = False  # nothing at the path (noticed at start or since)
         self._restore(checkpoint, initial)
 
     # ----- opening ---------------------------------------------------------------------
     def _open(self, path: str, pos: Optional[Position], start: str, replay: bool = True) -> Optional[TailedFile]:
         try:
             f = open_file(path, self.spec.format, self.ctx, pos, start, replay)
+        except NotRegularFile as exc:
+            self._refuse(exc.kind)
+            return None
         except OSError as exc:
-            self._warn(f"{path}: cannot open ({exc.strerror or exc}); will retry")
+            if exc.errno in (errno.EMFILE, errno.ENFILE):
+                self.ctx.out_of_descriptors(path, exc)
+            else:
+                self._warn(f"{path}: cannot open ({exc.strerror or exc}); will retry")
             return None
         self._warned.discard(path)
         return f
@@ -122,9 +170,13 @@ class TailedLog:
             self._resume_elsewhere(pos)
         cur = ckpt.current
         st = file_stat(self.path)
-        if st is None:
+        if st is None or not is_regular(st):
             if cur is not None:
                 self._resume_elsewhere(cur)
+            if st is None:
+                self._gone(at_start=True)
+            else:
+                self._refuse(file_kind(st.st_mode))
             return
         if cur is not None:
             ident = cur.identity
@@ -169,10 +221,17 @@ class TailedLog:
         """Notice rotation, truncation, deletion and (re)creation at the path."""
         st = file_stat(self.path)
         cur = self.current
-        if st is None:
+        if st is None or not is_regular(st):
             if cur is not None:
                 self._retire(cur)
+            if st is None:
+                self._gone(at_start=False)
+            else:
+                self._refuse(file_kind(st.st_mode))
             return
+        if self.missing or self.refused:
+            log.info("%s: a regular file is there now; reading it from the start", self.path)
+            self.missing, self.refused = False, ""
         if cur is None:
             known = self._known_elsewhere(st)
             self.current = self._open(self.path, known, "end" if known else "beginning")
@@ -278,6 +337,21 @@ class TailedLog:
             files=len(files),
         )
 
+    def _gone(self, at_start: bool) -> None:
+        if self.missing:
+            return
+        self.missing = True
+        if at_start:
+            parent = os.path.dirname(os.path.abspath(self.path))
+            where = f"its directory {parent} does not exist" if not os.path.isdir(parent) else "no such file"
+            log.warning("%s: missing (%s); it will be read when it appears", self.path, where)
+
+    def _refuse(self, kind: str) -> None:
+        self.missing = False
+        if self.refused != kind:
+            self.refused = kind
+            log.warning("%s: %s, not a regular file: not read", self.path, kind)
+
     def _warn(self, message: str) -> None:
         if message not in self._warned:
             self._warned.add(message)
@@ -316,8 +390,17 @@ class Tailer:
         for path, spec in wanted.items():
             if path not in self.logs:
                 self._add(path, spec, initial=True)
-        self.waker.watch(sorted({os.path.dirname(os.path.abspath(s.pattern)) for s in self.specs}))
+        self._watch_dirs()
+        for spec in self.specs:
+            if spec.is_glob and not any(l.spec is spec for l in self.logs.values()):
+                parent = os.path.dirname(os.path.abspath(spec.pattern))
+                where = f"its directory {parent} does not exist" if not os.path.isdir(parent) else "no file matches yet"
+                log.warning("%s: missing (%s); matching files will be read when they appear", spec.pattern, where)
         self._next_rescan = self.ctx.clock.monotonic() + RESCAN_S
+
+    def _watch_dirs(self) -> None:
+        """Watch the logs' directories (the Waker skips missing ones; called again on rescans)."""
+        self.waker.watch(sorted({os.path.dirname(os.path.abspath(s.pattern)) for s in self.specs}))
 
     def _expand(self) -> Dict[str, TailSpec]:
         out: Dict[str, TailSpec] = {}
@@ -347,6 +430,7 @@ class Tailer:
         return False
 
     def _rescan(self) -> None:
+        self._watch_dirs()  # a directory that appeared since
         wanted = self._expand()
         for path, spec in wanted.items():
             if path not in self.logs:
@@ -391,6 +475,20 @@ class Tailer:
 
     def stats(self) -> List[SourceStats]:
         return [l.stats(self.stall_after_s) for l in self.logs.values()]
+
+    def missing_sources(self) -> List[str]:
+        """Configured paths with nothing there, and globs matching nothing (for /healthz)."""
+        out = [p for p, l in self.logs.items() if l.missing and not l.spec.is_glob]
+        out += [s.pattern for s in self.specs if s.is_glob and not any(l.spec is s for l in self.logs.values())]
+        return sorted(out)
+
+    def refused_sources(self) -> Dict[str, str]:
+        """Paths refused because they are not regular files -> what they are ("a FIFO (named pipe)")."""
+        return {p: l.refused for p, l in self.logs.items() if l.refused}
+
+    def descriptors_short(self) -> bool:
+        """True once some log could not be opened for want of a file descriptor."""
+        return self.ctx.descriptors_short
 
     def lines_read(self) -> int:
         """Lines read by this tailer so far (re-read windows after a restart not counted)."""

@@ -20,6 +20,7 @@ from agent.events import Event
 from agent.parsers import Parser
 from agent.parsers.choose import SNIFF_LINES, choose_format
 from agent.sources.checkpoint import FINGERPRINT_BYTES, FileIdentity, Position
+from agent.sources.files import open_regular
 from agent.sources.lasttime import LastTime
 
 log = logging.getLogger("railwatch.tail")
@@ -33,8 +34,12 @@ SNIFF_WAIT_S = 30.0  # a new file too short to tell its format is declared unkno
 
 
 def open_file(path: str, forced_format: Optional[str], ctx, pos: Optional[Position], start: str, replay: bool = True) -> "TailedFile":  # type: ignore[no-untyped-def]
-    """Open ``path`` at ``pos`` (a checkpoint), else at its end or beginning per ``start``."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    """Open ``path`` at ``pos`` (a checkpoint), else at its end or beginning per ``start``.
+
+    Raises ``NotRegularFile`` for a FIFO, device or socket (a FIFO cannot block the open),
+    and EMFILE when the tailer's share of file descriptors is used up (``TailContext``)."""
+    ctx.reserve_descriptor()
+    fd = open_regular(path)
     try:
         st = os.fstat(fd)
         ident = FileIdentity.of_fd(fd, st)
@@ -62,6 +67,7 @@ class TailedFile:
     ) -> None:
         self.path = path
         self.fd = fd
+        ctx.open_files += 1
         self.identity = identity
         self.ctx = ctx
         self.max_line = ctx.max_line
@@ -277,10 +283,14 @@ class TailedFile:
             return 0
 
     def close(self) -> None:
+        if self.fd < 0:
+            return
+        self.ctx.open_files -= 1
         try:
             os.close(self.fd)
         except OSError:
             pass
+        self.fd = -1
 
 
 def _line_start_before(fd: int, size: int) -> Tuple[int, bool]:

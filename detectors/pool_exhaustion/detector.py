@@ -57,9 +57,23 @@ False-positive risks:
 * an ActiveJob job run by Sidekiq logs its failure twice (ActiveJob's ``Error performing``
   in the Rails log, Sidekiq's ``fail``); they pair by pid and time, so clock skew between
   the two files of more than ``job_pair_tolerance_s`` counts it twice.
+
+Time order (logs are merged, clocks skew, a line can carry any stamp): an event without a
+finite time is ignored. An episode never spans more than ``max_episode_s``. An error (or
+saturated metric sample) of an open episode's pool that is older than the episode's
+start minus ``episode_gap_s``, or that would stretch the episode past ``max_episode_s``
+back in time, is *late*: it is dropped from all episode arithmetic and counted in
+``late_dropped`` (a line stamped a year early must not drag an incident's start back a
+year). One more than ``episode_gap_s`` after the episode's last error closes it, as does
+one more than ``max_episode_s`` after its first (a long outage is then reported as
+successive findings of the same subject, which update one incident). Known limit: an
+error stamped far in the *future* opens an episode that later, correctly stamped errors
+of that pool cannot join (they are late) until a flush closes it.
 """
 from __future__ import annotations
 
+import bisect
+import math
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Deque, Dict, List, Optional, Tuple
@@ -86,6 +100,7 @@ class PoolExhaustionSettings(Settings):
     share_min_errors: int = setting(3, min=1)  # the share rule needs at least this many errors
     min_errors: int = setting(1, min=1)  # fewer errors than this: no finding at all
     episode_gap_s: float = setting(300.0, above=0.0)  # quiet time that closes an incident
+    max_episode_s: float = setting(7200.0, above=0.0)  # longest span of one episode (the per-second request counters' reach)
     deploy_window_s: float = setting(120.0, min=0.0)  # errors starting this soon after a deploy/restart are "during a deploy"
     holder_min_ms: float = setting(1000.0, min=0.0)  # a request or job this long may have held a connection
     holder_min_db_ms: float = setting(500.0, min=0.0)  # ... if it spent this long in ActiveRecord (when the log says)
@@ -121,10 +136,12 @@ class PoolExhaustionDetector(Detector):
         self.active_pids: "OrderedDict[Tuple[str, str], float]" = OrderedDict()  # (web|jobs, pid) -> last seen
         self.pending: List[Finding] = []  # findings of episodes closed between flushes
         self.restarts: Deque[Tuple[float, str]] = deque(maxlen=64)  # (time, component) of process boots
+        self.late_dropped = 0  # errors/samples too far behind their open episode (see "Time order")
 
     # ------------------------------------------------------------------ input
     def feed(self, event: Event) -> None:
-        if event.ts is None:
+        ts = event.ts
+        if ts is None or not math.isfinite(ts):
             return
         if isinstance(event, Error):
             signal = classify(event.error_class, event.message)
@@ -144,12 +161,15 @@ class PoolExhaustionDetector(Detector):
     def _on_error(self, event: Error, signal: Signal) -> None:
         if event.origin in SERVER_ORIGINS:
             ep = self._occurrence(signal, event, server=True)
-            ep.bump(ep.by_origin, event.origin)
+            if ep is not None:
+                ep.bump(ep.by_origin, event.origin)
             return
         if event.origin in ("sidekiq", "activejob") or event.job_class or event.jid:
             if self._paired_job_failure(event.origin or "job-error", event.pid, event.ts, event.jid, event.job_class, signal):
                 return
             ep = self._occurrence(signal, event)
+            if ep is None:
+                return
             ep.bump(ep.by_origin, event.origin or "job")
             if event.job_class:
                 ep.bump(ep.job_classes, event.job_class)
@@ -159,6 +179,8 @@ class PoolExhaustionDetector(Detector):
             return  # lograge's error= already counted this request
         request = self.requests.get(rid) if rid else None
         ep = self._occurrence(signal, event, pid=event.pid or (request.pid if request is not None else ""))
+        if ep is None:
+            return
         ep.bump(ep.by_origin, event.origin or "rails")
         endpoint = event.endpoint or (request.endpoint if request is not None else "")
         ep.bump(ep.endpoints, endpoint or (f"{request.method} {request.path}".strip() if request is not None else "") or "(unknown)")
@@ -179,6 +201,8 @@ class PoolExhaustionDetector(Detector):
             signal = classify(cls, message)
             if signal is not None and not (r.request_id and r.request_id in self.failed_rids):
                 ep = self._occurrence(signal, r)
+                if ep is None:
+                    return
                 ep.bump(ep.by_origin, "lograge")
                 ep.bump(ep.endpoints, r.endpoint or f"{r.method} {r.path}".strip() or "(unknown)")
                 self._failed_request(ep, r)
@@ -227,6 +251,8 @@ class PoolExhaustionDetector(Detector):
             if signal is not None:
                 if not self._paired_job_failure("job", job.pid, job.ts, job.jid, job.job_class, signal):
                     ep = self._occurrence(signal, job)
+                    if ep is None:
+                        return
                     ep.bump(ep.by_origin, "sidekiq")
                     if job.job_class:
                         ep.bump(ep.job_classes, job.job_class)
@@ -259,9 +285,12 @@ class PoolExhaustionDetector(Detector):
         return False
 
     # ------------------------------------------------------------------ bookkeeping
-    def _occurrence(self, signal: Signal, event: Event, server: bool = False, pid: str = "") -> Episode:
+    def _occurrence(self, signal: Signal, event: Event, server: bool = False, pid: str = "") -> Optional[Episode]:
+        """Count one error in its episode; None when it is late and dropped (module docstring)."""
         key = (signal.pool, signal.error_class, "")
         ts = event.ts or 0.0
+        if self._is_late(key, ts):
+            return None
         ep = self._open_episode(key, ts)
         if ep is None:
             ep = self.episodes[key] = Episode(key, ts, self.s.max_keys_per_incident)
@@ -272,9 +301,12 @@ class PoolExhaustionDetector(Detector):
             ep.server_count += 1
         else:
             ep.app_count += 1
-        times = ep.windows[server]
-        times.append(ts)
-        while times and times[0] < ts - self.s.critical_window_s:
+        times = ep.windows[server]  # kept sorted: a slightly late error goes in its place
+        if times and ts < times[-1]:
+            times.insert(bisect.bisect_right(times, ts), ts)
+        else:
+            times.append(ts)
+        while times and times[0] < times[-1] - self.s.critical_window_s:
             times.popleft()
         ep.window_max[server] = max(ep.window_max[server], len(times))
         ep.bump(ep.wordings, signal.wording)
@@ -292,10 +324,19 @@ class PoolExhaustionDetector(Detector):
             ep.samples.append(Evidence.of(event))
         return ep
 
-    def _open_episode(self, key: Tuple[str, str, str], ts: float) -> Optional[Episode]:
-        """The open episode for key, unless ``ts`` comes after a quiet gap: then that one is closed."""
+    def _is_late(self, key: Tuple[str, str, str], ts: float) -> bool:
+        """True (and counted) if ``ts`` lies too far before key's open episode to join it."""
         ep = self.episodes.get(key)
-        if ep is not None and ts - ep.last > self.s.episode_gap_s:
+        if ep is not None and (ts < ep.first - self.s.episode_gap_s or ts < ep.last - self.s.max_episode_s):
+            self.late_dropped += 1
+            return True
+        return False
+
+    def _open_episode(self, key: Tuple[str, str, str], ts: float) -> Optional[Episode]:
+        """The open episode for key, unless ``ts`` comes after a quiet gap or past the
+        longest span: then that one is closed."""
+        ep = self.episodes.get(key)
+        if ep is not None and (ts - ep.last > self.s.episode_gap_s or ts - ep.first > self.s.max_episode_s):
             self._close(key)  # a flush may come late (files merged, slack): split by event time here
             return None
         return ep
@@ -338,6 +379,8 @@ class PoolExhaustionDetector(Detector):
             return
         key, labels, value = hit
         ts = m.ts or 0.0
+        if self._is_late(key, ts):
+            return
         ep = self._open_episode(key, ts)
         if ep is None:
             ep = self.episodes[key] = Episode(key, ts, self.s.max_keys_per_incident)
@@ -380,7 +423,11 @@ class PoolExhaustionDetector(Detector):
         return "warning"
 
     def _requests_in(self, ep: Episode) -> int:
-        return sum(self.per_second.get(s, 0) for s in range(int(ep.first), int(ep.last) + 1))
+        first, last = int(ep.first), int(ep.last)
+        counts = self.per_second
+        if last - first < len(counts):  # walk the shorter of the span and the counters
+            return sum(counts.get(s, 0) for s in range(first, last + 1))
+        return sum(n for s, n in counts.items() if first <= s <= last)
 
     def _share(self, ep: Episode) -> Optional[float]:
         if ep.app_count == 0 or ep.key[2]:

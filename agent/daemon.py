@@ -370,8 +370,14 @@ class Daemon:
         for s in self._stats:
             if s.stalled:
                 reasons.append(f"{s.path}: {s.lag_bytes} bytes unread for over {c.limits.stall_after_s:.0f} s")
-        for path in _names(getattr(getattr(self, "tailer", None), "missing", None)):
-            reasons.append(f"{path}: missing (waiting for it to appear)")
+        tailer = getattr(self, "tailer", None)
+        if tailer is not None:
+            for path in tailer.missing_sources():
+                reasons.append(f"{path}: missing (waiting for it to appear)")
+            for path, what in sorted(tailer.refused_sources().items()):
+                reasons.append(f"{path}: {what}, not a regular file: not read")
+            if tailer.descriptors_short():
+                reasons.append("out of file descriptors: some logs are not followed (raise LimitNOFILE)")
         disabled = getattr(getattr(self, "pipeline", None), "disabled", None) or {}
         for name in sorted(disabled):
             reasons.append(f"detector {name} disabled: {disabled[name]}")
@@ -471,13 +477,6 @@ class Daemon:
         store = getattr(self, "store", None)
         if store is not None:
             store.close()
-
-
-def _names(value: Any) -> List[str]:
-    """Paths from the tailer's ``missing`` (a list, set or dict of paths; absent before that lands)."""
-    if not value:
-        return []
-    return sorted(str(v) for v in value)
 
 
 def counters_file_value(path: str) -> Dict[str, Any]:

@@ -105,9 +105,10 @@ def test_a_store_truncated_to_0_bytes_is_not_silently_treated_as_new(tmp_path, t
 # ---------------------------------------------------------------------- the daemon's turn
 
 
-def daemon(tmp_path: Path, log: Path) -> Daemon:
+def daemon(tmp_path: Path, log: Path, *more_logs: Path) -> Daemon:
     data = {"collectors": {"psutil": {"enabled": False}}}
-    config = parse(apply_overrides(data, logs=(str(log),), state_dir=str(tmp_path / "state"), start="beginning"))
+    logs = (str(log),) + tuple(str(p) for p in more_logs)
+    config = parse(apply_overrides(data, logs=logs, state_dir=str(tmp_path / "state"), start="beginning"))
     d = Daemon(config, clock=FakeClock(), registry=CollectorRegistry())
     d.start()
     return d
@@ -238,18 +239,20 @@ def test_a_symlink_at_the_store_path_is_refused_and_its_target_not_chmoded(tmp_p
     assert result.exit_code == 2 and "symlink" in result.output
 
 
-def test_healthz_reports_disabled_detectors_and_missing_sources_when_exposed(tmp_path):
+def test_healthz_reports_disabled_detectors_missing_and_refused_sources(tmp_path):
     log = tmp_path / "production.log"
     log.write_text("")
-    d = daemon(tmp_path, log)
+    fifo = tmp_path / "sidekiq.log"
+    os.mkfifo(fifo)
+    d = daemon(tmp_path, log, tmp_path / "gone.log", fifo)
     try:
         d.turn()
-        d.pipeline.disabled = {"sidekiq_failures": "raised 5 times: ValueError"}
-        d.tailer.missing = [str(tmp_path / "gone.log")]
+        d.pipeline.disabled = {"sidekiq_failures": "raised 5 times: ValueError"}  # as the pipeline records it
         state, reasons = d.health()
         assert state == "degraded"
         assert "detector sidekiq_failures disabled: raised 5 times: ValueError" in reasons
         assert any("gone.log: missing" in r for r in reasons)
+        assert any("sidekiq.log: a FIFO" in r for r in reasons)
         assert json.dumps(reasons)
     finally:
         d.shutdown()

@@ -18,6 +18,11 @@ from detectors.base import Detector
 
 #: events may arrive this far out of time order (threads interleave, sources are merged)
 REORDER_SLACK_S = 120.0
+#: the pipeline's event clock (high water, periodic flushes) jumps by more than this only
+#: when CONFIRM_JUMP events in a row agree: a log that resumes after a quiet night moves it
+#: at once, one line stamped 2100 (or 1970) among today's lines never does
+MAX_JUMP_S = 6 * 3600.0
+CONFIRM_JUMP = 3
 #: a detector is disabled when this many of its feeds/flushes raised within the last
 #: ERROR_WINDOW_EVENTS events of the run: one hostile line costs one skipped event, a
 #: detector broken for a whole kind of event stops spamming after a handful
@@ -40,7 +45,8 @@ class Pipeline:
             for kind in d.kinds:
                 self._by_kind.setdefault(kind, []).append(d)
         self._next_flush: Optional[float] = None
-        self.high_water: Optional[float] = None  # latest event time seen
+        self.high_water: Optional[float] = None  # latest event time seen (see MAX_JUMP_S)
+        self._jump: List[float] = []  # consecutive event times far from the clock, awaiting confirmation
         self.events = 0
         self.errors: Dict[str, int] = {}  # detector name -> events/flushes it raised on
         self.disabled: Dict[str, str] = {}  # detector name -> why it was disabled
@@ -68,6 +74,17 @@ class Pipeline:
             ts = event.ts
             if ts is None:
                 continue
+            if high_water is not None and abs(ts - high_water) > MAX_JUMP_S:
+                jump = self._jump
+                if jump and abs(ts - jump[-1]) > MAX_JUMP_S:
+                    jump.clear()  # not the same new time as the events before it
+                jump.append(ts)
+                if len(jump) < CONFIRM_JUMP:
+                    continue  # fed to the detectors, but it does not move the clock (yet)
+                high_water = next_flush = None  # confirmed: the stream really is at another time
+                jump.clear()
+            elif self._jump:
+                self._jump.clear()
             if high_water is None or ts > high_water:
                 high_water = ts
             if next_flush is None:

@@ -33,7 +33,7 @@ def parse_iso(text: str) -> Optional[float]:
             return None
         epoch = calendar.timegm(fields + (0, 0, 0))
         _last_key, _last_epoch = key, epoch
-    frac = m[7]
+    frac = (m[7] or "")[:9]  # nanoseconds at most: a 5,000-digit fraction would overflow int()
     value = float(epoch) + (int(frac) / 10 ** len(frac) if frac else 0.0)
     zone = m[8]
     if zone and zone not in ("Z", "UTC"):
@@ -70,12 +70,18 @@ def parse_syslog(text: str, year: int) -> Optional[float]:
         return None
 
 
+_MIN_TS = -62135596800.0  # 0001-01-01T00:00:00Z
+_MAX_TS = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
 def to_iso(ts: Optional[float]) -> Optional[str]:
     """Render epoch seconds as ISO-8601 UTC with milliseconds (the report's format)."""
     if ts is None:
         return None
+    # a hostile stamp (NaN, year 1 or 10000+) is shown at the edge of what can be written, never raised
+    ts = min(max(ts, _MIN_TS), _MAX_TS) if ts == ts else 0.0
     dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return f"{dt.year:04d}-" + dt.strftime("%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 _DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}

@@ -113,3 +113,32 @@ def test_a_batch_flushes_at_the_same_event_times_as_feeding_one_by_one():
         single.feed(Request(ts=ts, line=n))
     Pipeline([batched]).feed_batch([Request(ts=ts, line=n) for n, ts in enumerate(times)])
     assert batched.flushes == one_by_one.flushes == [61.0 - REORDER_SLACK_S, 125.0 - REORDER_SLACK_S, 200.0 - REORDER_SLACK_S]
+
+
+def _stamped(ts):  # type: ignore[no-untyped-def]
+    from agent.events import Metric
+
+    return Metric(source="t.log", line=1, ts=ts, name="x", value=1.0)
+
+
+def test_one_line_stamped_far_away_does_not_move_the_event_clock():
+    from agent.pipeline import Pipeline
+
+    now = 1_800_000_000.0
+    p = Pipeline([], flush_every=60.0)
+    p.feed_batch([_stamped(now + i) for i in range(5)])
+    p.feed_batch([_stamped(4_102_444_800.0)])  # 2100-01-01: one hostile line
+    p.feed_batch([_stamped(0.0)])  # 1970 too
+    p.feed_batch([_stamped(now + 10)])
+    assert p.high_water == now + 10
+
+
+def test_a_log_that_resumes_hours_later_moves_the_clock_once_confirmed():
+    from agent.pipeline import Pipeline
+
+    now = 1_800_000_000.0
+    later = now + 86_400.0
+    p = Pipeline([], flush_every=60.0)
+    p.feed_batch([_stamped(now + i) for i in range(5)])
+    p.feed_batch([_stamped(later + i) for i in range(3)])
+    assert p.high_water == later + 2

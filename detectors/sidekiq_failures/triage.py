@@ -44,7 +44,7 @@ def top_app_frame(backtrace: Tuple[str, ...]) -> str:
 
 def retry_days_left(retry_count: Optional[int]) -> float:
     """Days Sidekiq keeps retrying after retry ``retry_count`` (delay count**4 + 15 + ~5*(count+1) s)."""
-    start = 0 if retry_count is None else retry_count + 1
+    start = 0 if retry_count is None else min(max(retry_count + 1, 0), DEFAULT_MAX_RETRIES)  # a hostile count stays in range
     return sum(c ** 4 + 15 + 4.5 * (c + 1) for c in range(start, DEFAULT_MAX_RETRIES)) / 86400.0
 
 

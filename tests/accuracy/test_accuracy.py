@@ -17,10 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import score  # noqa: E402  (tests/accuracy/score.py)
 
-KNOWN_GAPS = {
-    "deploy_then_n_plus_one": "issue 12 item 5: an N+1 that appears with a new endpoint right after a deploy "
-                              "is reported as a warning, not the critical 'N+1 spike' page",
-}
+KNOWN_GAPS: dict = {}  # scenario -> why it fails today (strict xfail: it flips loudly once fixed)
 
 
 def _params():

@@ -29,7 +29,16 @@ endpoints the one with the most stable ratio wins (then the most intervals, then
 Two endpoints driven at exactly the same rate cannot be told apart this way; real
 traffic mixes vary, and the tie-break is deterministic.
 
-When no endpoint explains the calls (no request log, or none tracks them), a shape whose
+The newest intervals (one, or two when an endpoint's first requests complete after the
+sample that counted their calls) are decided at once when only one endpoint can explain
+them: it is new in the window, every other endpoint with requests in them was served
+earlier in an interval where the statement did not run at all, and the new one runs it ≥
+``min_repeats`` times per request — a new N+1 endpoint pages about one sampling interval
+after its first calls. An endpoint that changed behaviour (a deploy) waits for
+``statement_min_intervals`` intervals.
+
+When no endpoint explains the calls — no request log at all in the window, or an episode
+of ≥ 3 × ``statement_min_intervals`` intervals in which none qualified — a shape whose
 median calls over the last ``statement_min_intervals`` intervals jump ≥ ``spike_ratio`` ×
 and ≥ +``statement_min_jump`` over its own median in the ``statement_baseline_intervals``
 before them, while the total request rate stayed within ``statement_flat_traffic_ratio``
@@ -220,13 +229,13 @@ class StatementCorrelator:
         window = list(self._intervals)[-self.rules.window:]
         first = next(i for i, iv in enumerate(window) if iv.calls.get(fp))
         episode, before = window[first:], window[:first]
-        best = self._best_endpoint(fp, episode)
+        best = self._best_endpoint(fp, episode) or self._only_new_endpoint(fp, window)
         if best is not None:
             endpoint, ratios = best
             clean_before = sum(1 for iv in before if iv.requests.get(endpoint))
             self._note((endpoint, fp), {"endpoint": endpoint}, fp, episode, ratios, endpoint,
                        critical=clean_before >= self.rules.baseline_intervals)
-        elif self._shape_spike(fp):
+        elif self._unexplained(episode, window) and self._shape_spike(fp):
             recent = list(self._intervals)[-self.rules.min_intervals:]
             self._note(("", fp), {"sql": self._shapes[fp].shape.normalized}, fp, recent, [], "", critical=False)
 
@@ -257,6 +266,36 @@ class StatementCorrelator:
             return None
         ranked.sort(key=lambda t: (t[0], t[1], t[2]))
         return ranked[0][2], ranked[0][3]
+
+    def _only_new_endpoint(self, fp: str, window: List[Interval]) -> Optional[Tuple[str, List[float]]]:
+        """The newest intervals, decided at once when only one endpoint can explain their calls.
+
+        The endpoint is new: it had no requests earlier in the window. Every other endpoint
+        with requests in the newest intervals was served earlier in an interval where the
+        statement did not run at all (so it does not need it). The new one runs the statement
+        ≥ ``min_repeats`` times per request. Its first requests may complete after the sample
+        that counted their calls, so the newest two intervals are taken together. Anything
+        less clear (an endpoint that changed behaviour, as after a deploy) waits for
+        ``statement_min_intervals`` paired intervals."""
+        recent, earlier = window[-2:], window[:-2]
+        if not earlier:
+            return None
+        served = {e for iv in earlier for e in iv.requests}
+        without = {e for iv in earlier if not iv.calls.get(fp) for e in iv.requests}
+        in_recent = {e for iv in recent for e in iv.requests}
+        new = in_recent - served
+        if len(new) != 1 or not (in_recent - new) <= without:
+            return None
+        endpoint = new.pop()
+        ratio = sum(iv.calls.get(fp, 0.0) for iv in recent) / sum(iv.requests.get(endpoint, 0) for iv in recent)
+        return (endpoint, [ratio]) if ratio >= self.rules.min_repeats else None
+
+    def _unexplained(self, episode: List[Interval], window: List[Interval]) -> bool:
+        """Report by shape only when no request log gives rates, or when the episode has run
+        long enough for an endpoint to qualify and none did."""
+        if not any(iv.total_requests for iv in window):
+            return True
+        return len(episode) >= 3 * self.rules.min_intervals
 
     def _shape_spike(self, fp: str) -> bool:
         r = self.rules

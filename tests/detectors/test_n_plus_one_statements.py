@@ -136,3 +136,19 @@ def test_an_n_plus_one_that_appears_on_an_endpoint_with_clean_history_is_critica
 def test_settings_come_from_config_tables():
     s = NPlusOneSettings.from_mapping({"statement_min_intervals": 3, "statement_max_ratio_cv": 0.3})
     assert (s.statement_min_intervals, s.statement_max_ratio_cv) == (3, 0.3)
+
+
+def test_traffic_moving_from_the_fixed_twin_to_the_n_plus_one_endpoint_is_attributed_not_a_shape_jump():
+    """Total traffic stays flat while it moves from #index_fixed to #index (the live e2e set-up):
+    the request log explains the jump, so it is the endpoint's incident, decided on the first
+    interval (the new endpoint is the only one that was not served before the calls began)."""
+    requests = info_requests()
+    fixed = [r for r in requests if r.endpoint == "PostsController#index_fixed"]
+    n_plus_one = [r for r in requests if r.endpoint == "PostsController#index"]
+    shift = fixed[-1].ts + 5.0 - n_plus_one[0].ts  # the N+1 requests come after the fixed ones
+    moved = [Request(ts=r.ts + shift, source=r.source, line=r.line, endpoint=r.endpoint, duration_ms=r.duration_ms,
+                     status=r.status) for r in n_plus_one]
+    stream = fixed + moved
+    found = run(list(stream) + statement_metrics(stream, 2.0))
+    assert [f.subject for f in found] == [{"endpoint": "PostsController#index"}]
+    assert found[0].details["intervals"] >= 1

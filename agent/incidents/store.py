@@ -197,7 +197,10 @@ class IncidentStore:
         st = os.stat(self.path)
         self._identity = (st.st_dev, st.st_ino)
         try:
-            uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+            # no -wal beside it: no daemon has the store open, and mode=ro would create -wal/-shm;
+            # immutable reads it as it is. With a daemon running, mode=ro shares its WAL.
+            live = os.path.exists(self.path + "-wal")
+            uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + ("?mode=ro" if live else "?mode=ro&immutable=1")
             self._db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:

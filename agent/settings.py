@@ -90,8 +90,8 @@ def table(cls: Any, raw: Any, path: str, errors: List[str], checks: Optional[Dic
 
             try:
                 value = parse_duration(value.strip())
-            except ValueError as exc:
-                errors.append(f"{where}: {exc}")
+            except ValueError:
+                errors.append(f"{where}: expected a number, got {value!r} (seconds, or a duration such as 30s, 5m, 1h)")
                 failed = failed or key in must
                 continue
         problem, converted = check_value(value, hints.get(key, Any), _default(f), bounds_of(f))

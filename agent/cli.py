@@ -190,8 +190,9 @@ def _register_subcommands() -> None:
     from agent.cli_daemon import config, run
     from agent.cli_incidents import bundle, incidents, test_incident
     from agent.cli_ops import demo, doctor, init_config
+    from agent.cli_status import status
 
-    for command in (run, config, incidents, bundle, test_incident, doctor, demo, init_config):
+    for command in (run, config, incidents, bundle, test_incident, doctor, demo, init_config, status):
         cli.add_command(command)
 
 

@@ -43,7 +43,7 @@ def _config_from(config_path: Optional[str], app: Optional[str], logs: Tuple[str
 @click.option("--log", "logs", multiple=True, metavar="PATH", help="Follow this log file or glob (repeatable).")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None,
               help=f"Incident store, tail positions and (without configured sinks) incidents/ (default {DEFAULT_STATE_DIR}).")
-@click.option("--metrics-listen", default=None, metavar="HOST:PORT", help="Serve /metrics and /healthz here (default 127.0.0.1:9394; off to disable).")
+@click.option("--metrics-listen", default=None, metavar="HOST:PORT", help="Serve /metrics and /healthz here (default 127.0.0.1:19394; off to disable).")
 @click.option("--start", type=click.Choice(["end", "beginning"]), default=None,
               help="Where a log never seen before starts (default end; a saved position always wins).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True,

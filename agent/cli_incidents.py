@@ -57,10 +57,11 @@ def configured_sinks(state_dir: str, config: Optional["Config"], clock: Optional
 
 
 @contextmanager
-def _open_store(state_dir: str) -> Iterator[IncidentStore]:
-    """The store, or a one-line error and exit 2 if it cannot be opened or read (damaged, disk full)."""
+def _open_store(state_dir: str, read_only: bool = False) -> Iterator[IncidentStore]:
+    """The store, or a one-line error and exit 2 if it cannot be opened or read (damaged, disk full,
+    or, ``read_only``, missing: looking creates nothing)."""
     try:
-        store = IncidentStore(state_dir)
+        store = IncidentStore(state_dir, read_only=read_only)
     except (StoreError, OSError) as exc:
         fail(f"cannot open the incident store in {state_dir}: {exc}")
     try:
@@ -147,7 +148,7 @@ def incidents() -> None:
 @click.option("--limit", type=int, default=100, show_default=True)
 def list_cmd(state_dir: str, status: str, as_json: bool, limit: int) -> None:
     """Incidents, most recently updated first."""
-    with _open_store(state_dir) as store:
+    with _open_store(state_dir, read_only=True) as store:
         rows = store.list_incidents(None if status == "all" else status, limit=limit)
         if as_json:
             click.echo(json.dumps([i.to_dict() for i in rows], indent=2, ensure_ascii=False, default=str))
@@ -167,7 +168,7 @@ def list_cmd(state_dir: str, status: str, as_json: bool, limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def show_cmd(state_dir: str, incident_id: str, as_json: bool) -> None:
     """One incident: triage, evidence, updates and where each was delivered."""
-    with _open_store(state_dir) as store:
+    with _open_store(state_dir, read_only=True) as store:
         inc = _one(store, incident_id)
         updates = store.updates_for(inc.id)
         outbox = store.outbox_for(inc.id)

@@ -140,7 +140,7 @@ def render_config(root: str, env: str, state_dir: str, logs: List[str], notes: L
         "",
         "[metrics]",
         "# /metrics and /healthz (Prometheus); \"off\" to disable",
-        'listen = "127.0.0.1:9394"',
+        'listen = "127.0.0.1:19394"',
         "",
     ]
     puma = discover_puma_control(root)

@@ -6,7 +6,7 @@
     [detectors.<n>]  enabled = true, plus that detector's Settings fields
     [sinks.<n>]      type = "directory" | "webhook" | "pagerduty" | "alertmanager" | "slack", options
     [incidents]      the incident lifecycle (quiet_period, cooldown, rate_limit…)
-    [metrics]        listen = "127.0.0.1:9394" ("off" to disable)
+    [metrics]        listen = "127.0.0.1:19394" ("off" to disable)
     [collectors.psutil|puma|sidekiq|postgres]
     [limits]         max_line, read_budget_bytes, metric_queue, checkpoint_interval_s…
     [state]          dir = "/var/lib/railwatch"
@@ -33,7 +33,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 servers
     import tomli as tomllib
 
-from agent.config_values import has, http_url, listen_problem, mask, regex, scheme, split_listen, suggest, table
+from agent.config_values import DEFAULT_METRICS_LISTEN, has, http_url, listen_problem, mask, regex, scheme, split_listen, suggest, table
 from agent.incidents.lifecycle import LifecycleSettings
 from agent.parsers import BY_NAME
 from agent.settings import setting
@@ -77,7 +77,7 @@ class TailConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    listen: str = setting("127.0.0.1:9394")  # "off" disables /metrics and /healthz
+    listen: str = setting(DEFAULT_METRICS_LISTEN)  # "off" disables /metrics and /healthz
 
     @property
     def address(self) -> Optional[Tuple[str, int]]:

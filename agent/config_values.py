@@ -39,6 +39,12 @@ def scheme(*schemes: str) -> Callable[[str], str]:
     return lambda v: "" if v.startswith(schemes) else f"expected a URL starting with {' or '.join(schemes)}"
 
 
+# /metrics and /healthz. Not 9394: that is prometheus_exporter's default, the Ruby exporter
+# many Rails hosts already run. 9100-9999 is fully allocated on Prometheus's default-port
+# list, so any port there is some exporter's; 19394 is outside that range (README, "Its own health").
+DEFAULT_METRICS_LISTEN = "127.0.0.1:19394"
+
+
 def split_listen(text: str) -> Optional[Tuple[str, int]]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -47,7 +53,7 @@ def split_listen(text: str) -> Optional[Tuple[str, int]]:
 
 
 def listen_problem(v: str) -> str:
-    return "" if v == "off" or split_listen(v) is not None else "expected HOST:PORT (e.g. 127.0.0.1:9394) or \"off\""
+    return "" if v == "off" or split_listen(v) is not None else f"expected HOST:PORT (e.g. {DEFAULT_METRICS_LISTEN}) or \"off\""
 
 
 # ----------------------------------------------------------------------------- masking

@@ -49,7 +49,7 @@ from agent.incidents.store import IncidentStore, StoreError
 from agent.pipeline import REORDER_SLACK_S, Pipeline
 from agent.privileges import root_warning
 from agent.sdnotify import Notifier
-from agent.selfmetrics import MetricsServer, SelfMetrics
+from agent.selfmetrics import MetricsServer, SelfMetrics, agent_version
 from agent.sources.collectors import CollectorRunner, build_collectors
 from agent.sources.tail import Tailer, TailSpec
 
@@ -181,7 +181,7 @@ class Daemon:
         address = self.config.metrics.address
         if address is None:
             return
-        server = MetricsServer(self.registry, self.health, *address)
+        server = MetricsServer(self.registry, self.health, *address, details=self.health_details)
         host, port = server.start()  # OSError (address in use) is a setup error
         self.server = server
         log.info("metrics on http://%s:%d/metrics, health on /healthz", host, port)
@@ -356,6 +356,7 @@ class Daemon:
             m.advance(m.collector_errors, (name,), r.errors)
             m.advance(m.collector_dropped, (name,), r.dropped)
         m.checkpoint_age.set(self.clock.monotonic() - self._last_checkpoint)
+        m.detectors_disabled.set(len(getattr(getattr(self, "pipeline", None), "disabled", None) or {}))
 
     def health(self) -> Tuple[str, List[str]]:
         """("ok" | "degraded" | "failing", reasons). Only a main loop that stopped turning is
@@ -390,6 +391,34 @@ class Daemon:
         if age > c.limits.outbox_stuck_after_s:
             reasons.append(f"outbox: an incident update has waited {age:.0f} s for delivery")
         return ("degraded" if reasons else "ok"), reasons
+
+    def health_details(self) -> Dict[str, Any]:
+        """What `railwatch status` shows beside the verdict; only values the daemon already holds
+        (no store query from the HTTP thread)."""
+        now = self.clock.monotonic()
+        missing = set(_names(getattr(getattr(self, "tailer", None), "missing", None)))
+        sources = [{"path": s.path, "lag_bytes": s.lag_bytes, "lag_seconds": round(s.lag_seconds, 1),
+                    "stalled": bool(s.stalled), "lines": s.lines} for s in self._stats]
+        sources += [{"path": p, "missing": True} for p in sorted(missing)]
+        disabled = getattr(getattr(self, "pipeline", None), "disabled", None) or {}
+        sinks = {}
+        for name, sink in sorted(getattr(self, "sinks", {}).items()):
+            since = getattr(sink, "failing_since", None)
+            sinks[name] = {"kind": getattr(sink, "kind", ""),
+                           "failing_for_s": None if since is None else round(now - since, 1),
+                           "last_error": getattr(sink, "last_error", "") or None}
+        sample = self.registry.get_sample_value
+        return {
+            "version": agent_version(),
+            "sources": sources,
+            "detectors": {"enabled": [n for n in self.config.enabled_detectors if n not in disabled],
+                          "disabled": {n: str(disabled[n]) for n in sorted(disabled)}},
+            "open_incidents": int(sample("railwatch_open_incidents") or 0),
+            "outbox": {"depth": int(sample("railwatch_outbox_depth") or 0),
+                       "oldest_age_s": round(self.delivery.oldest_age if self.delivery is not None else 0.0, 1)},
+            "sinks": sinks,
+            "state_dir": self.config.state.dir,
+        }
 
     # ----------------------------------------------------------------- signals, reload, stop
     def _install_signals(self) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from agent.config import Config, ConfigError, apply_overrides, parse, read_toml
 from agent.doctor_endpoints import FAIL, PASS, SKIP, WARN, Check, check_endpoints
 
+NAME_WIDTH = 32  # the check-name column; a longer name gets a line of its own
 STALE_AFTER_S = 3600.0  # a production log not written for an hour: is the app logging elsewhere?
 
 
@@ -34,10 +35,19 @@ def load_config(config_path: Optional[str], app: Optional[str], logs: Tuple[str,
         data: Dict[str, Any] = read_toml(config_path) if config_path else {}
         cfg = parse(apply_overrides(data, app=app, logs=logs, state_dir=state_dir), origin=config_path or "")
     except ConfigError as exc:
-        return None, Check("config", FAIL, f"{where}: " + "; ".join(exc.errors),
-                           "fix the keys named above (`railwatch config check FILE` lists them; every key is documented "
-                           "in railwatch.example.toml)")
+        return None, Check("config", FAIL, f"{where}: " + "; ".join(exc.errors), _config_fix(config_path))
     return cfg, Check("config", PASS, f"{where}: {len(cfg.sources)} log(s), detectors {', '.join(cfg.enabled_detectors)}")
+
+
+def _config_fix(config_path: Optional[str]) -> str:
+    """What to do depends on why: no file at all, an unreadable one, or keys that do not validate."""
+    if config_path and not os.path.exists(config_path):
+        return (f"write one: `railwatch init-config --app /path/to/rails/app > {config_path}` (or run doctor with "
+                "--app DIR or --log FILE to check without a config file)")
+    if config_path and not os.access(config_path, os.R_OK):
+        return f"make {config_path} readable by {_whoami()} (the service's user)"
+    return ("fix the keys named above (`railwatch config check FILE` lists them; every key is documented "
+            "in railwatch.example.toml)")
 
 
 # ----------------------------------------------------------------------------- files
@@ -95,11 +105,16 @@ def _read_access_fix(path: str) -> str:
             f"or an ACL: {acl}")
 
 
-def check_state_dir(cfg: Config) -> Check:
-    path = cfg.state.dir
+def _nearest_existing(path: str) -> str:
     probe = path
     while not os.path.exists(probe) and os.path.dirname(probe) != probe:
         probe = os.path.dirname(probe)  # the nearest existing parent decides whether it can be created
+    return probe
+
+
+def check_state_dir(cfg: Config) -> Check:
+    path = cfg.state.dir
+    probe = _nearest_existing(path)
     if probe != path:
         if os.access(probe, os.W_OK | os.X_OK):
             return Check("state dir", PASS, f"{path}: will be created (in {probe})")
@@ -174,6 +189,16 @@ def check_sinks(cfg: Config) -> List[Check]:
     out = []
     for name, sink in sinks.items():
         label = f"sink {name} ({getattr(sink, 'kind', '?')})"
+        target = getattr(sink, "path", None) if getattr(sink, "kind", "") == "directory" else None
+        if target and not os.path.exists(target):
+            # its dry run would create the directory: doctor looks, it does not set up
+            probe = _nearest_existing(target)
+            if os.access(probe, os.W_OK | os.X_OK):
+                out.append(Check(label, PASS, f"{target}: will be created by the daemon (in {probe})"))
+            else:
+                out.append(Check(label, FAIL, f"{target}: missing, and {probe} is not writable by {_whoami()}",
+                                 f"`install -d -m 0700 -o {_whoami()} {target}`"))
+            continue
         try:
             result = sink.dry_run()
         except Exception as exc:  # noqa: BLE001 - a sink that raises is a failing sink
@@ -284,11 +309,16 @@ def service_user(requested: Optional[str]) -> Optional[str]:
 
 def render(checks: List[Check], colour: bool = False) -> str:
     colours = {PASS: "\033[32m", WARN: "\033[33m", FAIL: "\033[31m", SKIP: "\033[2m"}
-    width = min(max((len(c.name) for c in checks), default=10), 48)
+    # names longer than the column (a long log path) are printed whole, the detail on the next line
+    width = min(max((len(c.name) for c in checks), default=10), NAME_WIDTH)
     lines = []
     for c in checks:
         status = f"{colours[c.status]}{c.status}\033[0m" if colour else c.status
-        lines.append(f"{status}  {c.name[:48]:<{width}}  {c.detail}")
+        if len(c.name) > width:
+            lines.append(f"{status}  {c.name}")
+            lines.append(f"{'':6}{'':<{width}}  {c.detail}")
+        else:
+            lines.append(f"{status}  {c.name:<{width}}  {c.detail}")
         if c.fix and c.status in (FAIL, WARN):
             lines.append(f"{'':6}{'':<{width}}  → {c.fix}")
     counts = {s: sum(1 for c in checks if c.status == s) for s in (PASS, WARN, FAIL, SKIP)}

@@ -81,7 +81,16 @@ def _postgres(dsn: str, timeout: float) -> Check:
     if answer not in (b"S", b"N"):
         return Check("postgres", FAIL, f"{host}:{port}: answered, but not as PostgreSQL", "check the port in collectors.postgres.dsn")
     return Check("postgres", WARN, f"{host}:{port}: PostgreSQL answers, but the psycopg package is missing",
-                 "install it in railwatch's virtualenv (`pip install 'railwatch[postgres]'`) or the collector is skipped")
+                 _install_hint("postgres", "psycopg[binary]>=3.1"))
+
+
+def _install_hint(extra: str, requirement: str) -> str:
+    """railwatch is not on a package index: name the install script's option and this venv's pip."""
+    import shlex
+    import sys
+
+    return (f"re-run packaging/install.sh with `--extras {extra}`, or install it into railwatch's virtualenv: "
+            f"`{shlex.quote(sys.executable)} -m pip install '{requirement}'`; until then the collector is skipped")
 
 
 def _redis(url: str, timeout: float) -> Check:
@@ -119,7 +128,7 @@ def _redis(url: str, timeout: float) -> Check:
     if not answer.startswith((b"+PONG", b"-NOAUTH")):
         return Check("redis (sidekiq)", FAIL, f"{shown}: answered, but not as Redis", "check collectors.sidekiq.redis_url")
     return Check("redis (sidekiq)", WARN, f"{shown}: Redis answers, but the redis package is missing",
-                 "install it in railwatch's virtualenv (`pip install 'railwatch[redis]'`) or the collector is skipped")
+                 _install_hint("redis", "redis>=4"))
 
 
 def _puma(url: str, token: str, timeout: float) -> Check:

@@ -21,14 +21,23 @@ the ``CollectorRegistry`` it is given (tests pass a fresh one). Metrics:
     railwatch_collector_samples_total{collector}, railwatch_collector_errors_total{collector},
     railwatch_collector_dropped_total{collector}  samples dropped on a full queue
     railwatch_detector_errors_total             detectors disabled after raising
+    railwatch_detectors_disabled                detectors disabled now
+    railwatch_build_info{version,python}        1; the agent's version and Python
+    process_*, python_info                      the client library's process and platform collectors
+
+The exposition is the client library's own: OpenMetrics when the scraper asks for it
+(Prometheus does), gzip when it accepts it, and no ``*_created`` series (they would double
+every counter for a value nobody graphs).
 
 ``/healthz`` answers ``{"status": "ok" | "degraded" | "failing", "reasons": [...]}`` as
-decided by the daemon's callable. HTTP 200 for ok and degraded, 503 only for failing: a
+decided by the daemon's callable, plus what ``details()`` adds (sources with lag, detectors,
+open incidents, outbox, sinks with their last error: what ``railwatch status`` shows). HTTP 200 for ok and degraded, 503 only for failing: a
 liveness probe (systemd watchdog, Kubernetes) restarts on 503, and restarting does not fix
 a full disk or a sink that is down, so those are degraded (read the reasons, alert on them).
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import socket
@@ -36,7 +45,15 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Dict, List, Optional, Tuple
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, generate_latest
+import gzip
+import platform
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder, gzip_accepted
+
+# before any metric exists: no *_created series (prometheus_client >= 0.17)
+prometheus_client.disable_created_metrics()
 
 log = logging.getLogger("railwatch.metrics")
 
@@ -72,6 +89,11 @@ class SelfMetrics:
         self.collector_errors = counter("railwatch_collector_errors", "Failed collection attempts.", ("collector",))
         self.collector_dropped = counter("railwatch_collector_dropped", "Samples dropped on a full queue.", ("collector",))
         self.detector_errors = counter("railwatch_detector_errors", "Detectors disabled after raising.")
+        self.detectors_disabled = gauge("railwatch_detectors_disabled", "Detectors disabled now (after raising).")
+        self.build_info = gauge("railwatch_build_info", "railwatch's version and Python; always 1.", ("version", "python"))
+        self.build_info.labels(agent_version(), platform.python_version()).set(1)
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
         self._last: Dict[Tuple[int, Tuple[str, ...]], float] = {}
         self._sources: Dict[str, None] = {}
 
@@ -106,35 +128,48 @@ class SelfMetrics:
 class MetricsServer:
     """``/metrics`` and ``/healthz`` on one HTTP listener, served from a daemon thread."""
 
-    def __init__(self, registry: CollectorRegistry, health: Health, host: str = "127.0.0.1", port: int = 9394) -> None:
+    def __init__(self, registry: CollectorRegistry, health: Health, host: str = "127.0.0.1", port: int = 19394,
+                 details: Optional[Callable[[], Dict[str, object]]] = None) -> None:
         self.registry = registry
         self.health = health
+        self.details = details
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
         self.host, self.port = host, port
 
     def start(self) -> Tuple[str, int]:
         """Bind and serve; raises OSError when the address is taken."""
-        registry, health = self.registry, self.health
+        registry, health, details = self.registry, self.health, self.details
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                    encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                    body = encoder(registry)
+                    gzipped = gzip_accepted(self.headers.get("Accept-Encoding", ""))
+                    self._send(200, gzip.compress(body) if gzipped else body, content_type, gzipped)
                 elif path == "/healthz":
                     try:
                         status, reasons = health()
                     except Exception as exc:  # noqa: BLE001 - a broken check is itself unhealthy
                         status, reasons = "failing", [f"health check failed: {type(exc).__name__}"]
-                    body = json.dumps({"status": status, "reasons": reasons}).encode()
+                    doc: Dict[str, object] = {"status": status, "reasons": reasons}
+                    if details is not None:
+                        try:
+                            doc.update(details())
+                        except Exception as exc:  # noqa: BLE001 - the verdict still answers
+                            doc["details_error"] = type(exc).__name__
+                    body = json.dumps(doc).encode()
                     self._send(503 if status == "failing" else 200, body, "application/json")
                 else:
                     self._send(404, b"not found: try /metrics or /healthz\n", "text/plain")
 
-            def _send(self, status: int, body: bytes, content_type: str) -> None:
+            def _send(self, status: int, body: bytes, content_type: str, gzipped: bool = False) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                if gzipped:
+                    self.send_header("Content-Encoding", "gzip")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -143,7 +178,10 @@ class MetricsServer:
                 log.debug("http %s", fmt % args)
 
         server_type = _IPv6Server if ":" in self.host else ThreadingHTTPServer
-        server = server_type((self.host, self.port), Handler)
+        try:
+            server = server_type((self.host, self.port), Handler)
+        except OSError as exc:
+            raise ListenError(self.host, self.port, exc) from exc
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True)
@@ -156,6 +194,24 @@ class MetricsServer:
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def agent_version() -> str:
+    from agent import __version__
+
+    return __version__
+
+
+class ListenError(OSError):
+    """The metrics address cannot be bound; says which address and what setting moves it."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        what = "is in use" if cause.errno == errno.EADDRINUSE else f"cannot be bound ({cause.strerror or cause})"
+        super().__init__(cause.errno, f"{shown} {what}; set [metrics] listen or --metrics-listen (\"off\" disables it)")
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class _IPv6Server(ThreadingHTTPServer):

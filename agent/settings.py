@@ -13,7 +13,9 @@ daemon's own tables, sink options — declares its fields with ``setting()``:
 table, checking types (from the field's annotation), these bounds, that every number is
 finite, and unknown keys (with a "did you mean"), and adds one line per problem to
 ``errors``, each named by its dotted path. A value is therefore checked and worded the
-same way wherever it comes from (``config check``, ``run``, ``scan --config``).
+same way wherever it comes from (``config check``, ``run``, ``scan --config``). Secrets
+(``secret=True``) may instead come from ``<key>_file = "/path"`` or ``"env:NAME"``; a
+duration key (``*_s``) takes seconds or ``"30s"``, ``"5m"``, ``"1h"``, ``"2h30m"``.
 Detectors may import this module: it is a leaf (no import of the rest of the agent).
 """
 from __future__ import annotations
@@ -76,12 +78,22 @@ def table(cls: Any, raw: Any, path: str, errors: List[str], checks: Optional[Dic
     hints = _hints(cls)
     kwargs: Dict[str, Any] = {}
     failed = False
+    raw = resolve_secrets(raw, fields, path, errors)
     for key, value in raw.items():
         where = f"{path}.{key}" if path else str(key)
         f = fields.get(key)
         if f is None or not f.init:
             errors.append(f"{where}: unknown option{suggest(str(key), fields)}")
             continue
+        if key.endswith("_s") and isinstance(value, str):  # durations: 30s, 5m, 1h as well as seconds
+            from agent.timeparse import parse_duration  # a leaf module too
+
+            try:
+                value = parse_duration(value.strip())
+            except ValueError:
+                errors.append(f"{where}: expected a number, got {value!r} (seconds, or a duration such as 30s, 5m, 1h)")
+                failed = failed or key in must
+                continue
         problem, converted = check_value(value, hints.get(key, Any), _default(f), bounds_of(f))
         if not problem:
             problem = (checks or {}).get(key, lambda v: "")(converted)
@@ -94,6 +106,59 @@ def table(cls: Any, raw: Any, path: str, errors: List[str], checks: Optional[Dic
         errors.append(f"{path}.{key}: required")
         failed = True
     return None if failed and must else cls(**kwargs)
+
+
+def resolve_secrets(raw: Mapping[str, Any], fields: Mapping[str, Any], path: str, errors: List[str]) -> Dict[str, Any]:
+    """Secrets out of the config file: ``<key>_file = "/path"`` (the file's text, trailing newline
+    stripped, as Alertmanager's ``*_file``) and ``"env:NAME"`` (an environment variable), for
+    every field declared ``secret=True``. Problems go to ``errors`` by dotted path; the value
+    itself is never echoed."""
+    import os
+
+    out: Dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"{path}.{key}" if path else str(key)
+        base = key[:-5] if isinstance(key, str) and key.endswith("_file") else None
+        if base is not None and key not in fields and base in fields and bounds_of(fields[base]).secret:
+            if base in raw:
+                errors.append(f"{where}: give {base} or {key}, not both")
+                continue
+            if not isinstance(value, str) or not value:
+                errors.append(f"{where}: expected the path of a file holding {base}")
+                continue
+            try:
+                with open(value, encoding="utf-8") as fh:
+                    text = fh.read().rstrip("\r\n")
+                mode = os.stat(value).st_mode
+            except (OSError, UnicodeDecodeError) as exc:
+                errors.append(f"{where}: cannot read {value} ({getattr(exc, 'strerror', None) or type(exc).__name__})")
+                continue
+            if mode & 0o004:
+                import logging
+
+                logging.getLogger("railwatch.config").warning(
+                    "%s: %s is world-readable; a secret file should be 0600 or 0640 (chmod o-r %s)", where, value, value)
+            out[base] = text
+            continue
+        if key in fields and bounds_of(fields[key]).secret:
+            value = _from_env(value, where, errors, os.environ)
+        out[key] = value
+    return out
+
+
+def _from_env(value: Any, where: str, errors: List[str], environ: Mapping[str, str]) -> Any:
+    """``"env:NAME"`` → the variable's value (in a string, a list or a table of strings)."""
+    if isinstance(value, str) and value.startswith("env:"):
+        name = value[4:]
+        if name not in environ:
+            errors.append(f"{where}: environment variable {name} is not set")
+            return value
+        return environ[name]
+    if isinstance(value, (list, tuple)):
+        return [_from_env(v, where, errors, environ) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _from_env(v, f"{where}.{k}", errors, environ) for k, v in value.items()}
+    return value
 
 
 def check_value(value: Any, hint: Any, default: Any, b: Bounds) -> Tuple[str, Any]:

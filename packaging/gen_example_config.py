@@ -38,6 +38,11 @@ HEADER = """\
 # Check a file with `railwatch config check FILE` and `railwatch doctor --config FILE`;
 # see the effective configuration with `railwatch config show FILE`. Reload: SIGHUP.
 #
+# Secrets (tokens, DSNs, webhook URLs, routing keys) need not sit in this file: write
+# `<key>_file = "/etc/railwatch/pd.key"` (the file's text, trailing newline stripped; keep
+# it 0600/0640) or `<key> = "env:NAME"` (an environment variable, e.g. from the unit's
+# EnvironmentFile=). Durations (keys ending in _s) take seconds or "30s", "5m", "1h".
+#
 # Logrotate: nothing to configure. railwatch follows a log across rename-and-create
 # rotation (it finishes the renamed file, then reads the new one from its start) and
 # copytruncate (it sees the file got shorter, takes the lines it had not read yet from the

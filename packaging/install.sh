@@ -299,6 +299,10 @@ sed -e "s#/opt/railwatch/venv/bin/railwatch#$VENV/bin/railwatch#" \
     -e "s#^ReadWritePaths=/var/lib/railwatch#ReadWritePaths=$STATE#" \
     -e "s#^User=railwatch#User=$SVC_USER#" -e "s#^Group=railwatch#Group=${SVC_GROUP:-$SVC_USER}#" \
     "$HERE/systemd/railwatch.service" > "$UNIT.tmp"
+# Documentation=: the .deb ships the README under /usr/share/doc; a tree install points at the tree's
+if [ -n "$SOURCE" ] && [ -f "$SOURCE/README.md" ]; then
+    sed -i -e "s#^Documentation=file:/usr/share/doc/railwatch/README.md#Documentation=file:$(cd "$SOURCE" && pwd)/README.md#" "$UNIT.tmp"
+fi
 if [ -n "$state_directory" ]; then
     sed -i -e "s#^StateDirectory=railwatch#StateDirectory=$state_directory#" "$UNIT.tmp"
 else  # StateDirectory= only names directories under /var/lib

@@ -149,7 +149,7 @@ def test_a_config_without_any_source_is_refused():
 def test_command_line_logs_need_no_file_and_get_the_defaults(tmp_path):
     c = parse(apply_overrides({}, logs=("log/production.log",), state_dir=str(tmp_path)))
     assert c.sources[0].path == os.path.abspath("log/production.log")
-    assert c.metrics.listen == "127.0.0.1:9394" and c.tail.start == "end"
+    assert c.metrics.listen == "127.0.0.1:19394" and c.tail.start == "end"
     assert c.state.dir == str(tmp_path) and c.sinks == ()  # the directory sink under state/incidents is the default
     assert effective(c)["sinks"] == {"local": {"type": "directory", "path": str(tmp_path / "incidents")}}
 

@@ -29,6 +29,7 @@ import sqlite3
 import stat
 import threading
 import time
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
@@ -133,11 +134,16 @@ class OutboxRow:
 class IncidentStore:
     """SQLite-backed incidents, updates, outbox and checkpoints. Thread-safe (one connection, a lock)."""
 
-    def __init__(self, state_dir: str, clock: Optional[Clock] = None, recover: bool = False) -> None:
+    def __init__(self, state_dir: str, clock: Optional[Clock] = None, recover: bool = False,
+                 read_only: bool = False) -> None:
         self.state_dir = state_dir
         self.clock = clock or Clock()
-        self.recover = recover
-        private_dir(state_dir)
+        self.recover = recover and not read_only
+        # read_only: for the commands that only look (incidents list/show, status): a mistyped
+        # --state-dir must not leave a new directory and an empty store behind
+        self.read_only = read_only
+        if not read_only:
+            private_dir(state_dir)
         self.path = os.path.join(state_dir, DB_NAME)
         self._lock = threading.RLock()
         self._db: Optional[sqlite3.Connection] = None
@@ -155,6 +161,9 @@ class IncidentStore:
             self._connect()
 
     def _connect(self) -> None:
+        if self.read_only:
+            self._connect_read_only()
+            return
         existed = self._check_file()
         # create the file 0600 before SQLite does, so it (and the -wal/-shm files SQLite
         # creates with the same mode) is never world-readable, whatever the umask;
@@ -179,6 +188,21 @@ class IncidentStore:
                 if check != "ok":
                     raise StoreError(f"{self.path}: the store is damaged ({check})", "corrupt")
             self._migrate()
+        except sqlite3.Error as exc:
+            raise _wrap(self.path, exc) from exc
+
+    def _connect_read_only(self) -> None:
+        if not self._check_file():
+            raise StoreError(f"no incident store at {self.path} (is --state-dir right? the daemon creates it)", "missing")
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
+        try:
+            # no -wal beside it: no daemon has the store open, and mode=ro would create -wal/-shm;
+            # immutable reads it as it is. With a daemon running, mode=ro shares its WAL.
+            live = os.path.exists(self.path + "-wal")
+            uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + ("?mode=ro" if live else "?mode=ro&immutable=1")
+            self._db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+            self._db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as exc:
             raise _wrap(self.path, exc) from exc
 

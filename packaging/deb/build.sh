@@ -47,6 +47,11 @@ install -m 0755 "$TREE/packaging/install.sh" "$SHARE/install.sh"
 install -m 0644 "$TREE/packaging/systemd/railwatch.service" "$SHARE/systemd/railwatch.service"
 install -m 0644 "$TREE/packaging/railwatch.example.toml" "$SHARE/railwatch.example.toml"
 install -m 0644 "$TREE/README.md" "$STAGE/usr/share/doc/railwatch/README.md"
+# the man page, generated from the CLI's own help (packaging/gen_manpage.py), gzipped as Debian wants
+mkdir -p "$STAGE/usr/share/man/man1"
+"$PYTHON" "$TREE/packaging/gen_manpage.py" "$STAGE/usr/share/man/man1/railwatch.1" >/dev/null
+gzip -9n "$STAGE/usr/share/man/man1/railwatch.1"
+chmod 0644 "$STAGE/usr/share/man/man1/railwatch.1.gz"
 [ ! -f "$TREE/packaging/README.md" ] || install -m 0644 "$TREE/packaging/README.md" "$STAGE/usr/share/doc/railwatch/OPERATIONS.md"
 printf 'railwatch %s\nLicense: MIT\nThe vendored wheels in /usr/share/railwatch/wheels keep their own licences (see each wheel).\n' \
     "$VERSION" > "$STAGE/usr/share/doc/railwatch/copyright"

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 import agent.cli_incidents as commands
 from agent.cli_incidents import open_incidents_from_scan
+from agent.incidents import IncidentStore
 from agent.scan import ScanResult
 
 
@@ -60,6 +61,7 @@ def test_list_show_and_resolve(tmp_path, targets):
 
 
 def test_an_unknown_incident_is_a_usage_error(tmp_path):
+    IncidentStore(str(tmp_path / "s")).close()  # an empty store: `show` opens it read-only, never creates it
     result = run("incidents", "show", "nope", "--state-dir", str(tmp_path / "s"))
     assert result.exit_code == 2 and "no incident 'nope'" in result.output
 

@@ -22,7 +22,8 @@ def test_deb_vendors_the_wheels_and_installs_offline(tmp_path, helpers):
     assert "Package: railwatch" in control and "python3-venv" in control
     contents = subprocess.run([dpkg_deb, "--contents", str(deb)], capture_output=True, text=True, check=True).stdout
     for path in ("./usr/share/railwatch/install.sh", "./usr/share/railwatch/systemd/railwatch.service",
-                 "./usr/share/railwatch/railwatch.example.toml"):
+                 "./usr/share/railwatch/railwatch.example.toml", "./usr/share/man/man1/railwatch.1.gz",
+                 "./usr/share/doc/railwatch/README.md"):
         assert path in contents
     wheels = [line.split()[-1] for line in contents.splitlines() if line.endswith(".whl")]
     for name in ("railwatch-", "psutil-", "requests-", "click-", "watchdog-", "prometheus_client-"):

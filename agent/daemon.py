@@ -396,7 +396,8 @@ class Daemon:
         """What `railwatch status` shows beside the verdict; only values the daemon already holds
         (no store query from the HTTP thread)."""
         now = self.clock.monotonic()
-        missing = set(_names(getattr(getattr(self, "tailer", None), "missing", None)))
+        tailer = getattr(self, "tailer", None)
+        missing = tailer.missing_sources() if tailer is not None else []
         sources = [{"path": s.path, "lag_bytes": s.lag_bytes, "lag_seconds": round(s.lag_seconds, 1),
                     "stalled": bool(s.stalled), "lines": s.lines} for s in self._stats]
         sources += [{"path": p, "missing": True} for p in sorted(missing)]

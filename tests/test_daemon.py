@@ -151,6 +151,7 @@ def test_a_pool_exhaustion_in_a_live_log_becomes_an_incident_on_disk_and_metrics
         wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200, "/healthz")
         health = json.loads(http_get(f"http://127.0.0.1:{port}/healthz")[1])
         assert (health["status"], health["reasons"]) == ("ok", [])
+        assert "details_error" not in health and health["sources"][0]["path"] == str(log)  # the details answer too
         with open(log, "a") as fh:
             fh.write(POOL_LOG.read_text())
         found = wait_for(lambda: glob.glob(str(state / "incidents" / "*" / "incident.json")), "an incident file")

@@ -179,6 +179,24 @@ def test_statement_call_deltas_rank_the_fastest_growing_queries():
     assert collector.deltas([(11, 3, 0.1, q1)], NOW + 30) == []  # pg_stat_statements_reset(): no negative deltas
 
 
+def test_a_statement_new_since_a_complete_sample_counts_all_its_calls():
+    """The N+1 a deploy brings is a statement pg_stat_statements had never seen: its first
+    sample's calls are all new, so it shows one interval earlier than as a mere baseline."""
+    import agent.sources.collectors.postgres as pg
+
+    collector = PostgresCollector(lambda: None, FakeClock(NOW))
+    lookup = 'SELECT "authors".* FROM "authors" WHERE "authors"."id" = $1 LIMIT $2'
+    assert collector.deltas([(11, 100, 5.0, "SELECT 1")], NOW) == []
+    got = collector.deltas([(11, 110, 5.5, "SELECT 1"), (44, 300, 9.0, lookup)], NOW + 2)
+    assert [(m.labels["queryid"], m.value) for m in got if m.name == "pg.statement_calls"] == [("44", 300), ("11", 10)]
+    # a previous sample cut at MAX_TRACKED rows proves nothing about a statement missing from it
+    capped = PostgresCollector(lambda: None, FakeClock(NOW))
+    rows = [(i, 1000 - i, 1.0, f"SELECT {i}") for i in range(pg.MAX_TRACKED)]
+    capped.deltas(rows, NOW)
+    got = capped.deltas(rows + [(99999, 500, 1.0, lookup)], NOW + 2)
+    assert "99999" not in {m.labels["queryid"] for m in got}
+
+
 def test_a_database_that_is_down_is_a_counted_collector_error_not_a_crash():
     port = free_port()
     collector = PostgresCollector(pg_connect(f"postgresql://postgres@127.0.0.1:{port}/postgres?connect_timeout=2"), FakeClock(NOW))

@@ -106,13 +106,18 @@ class PostgresCollector:
         queries: Dict[str, str] = {}
         grown: List[Tuple[float, float, str]] = []
         first = not self._previous
+        # a statement absent from a complete previous sample is new since then: all its calls are
+        # new (an N+1 that a deploy or a new endpoint brings is exactly such a statement); when the
+        # previous sample was cut at MAX_TRACKED, absence proves nothing and it waits a sample
+        complete = 0 < len(self._previous) < MAX_TRACKED
         for queryid, calls, total_ms, query in rows:
             qid = str(queryid)
             current[qid] = (float(calls), float(total_ms or 0.0))
             queries[qid] = " ".join(str(query or "").split())
             before = self._previous.get(qid)
-            if before is None or first:
+            if first or (before is None and not complete):
                 continue
+            before = before or (0.0, 0.0)
             d_calls, d_time = current[qid][0] - before[0], current[qid][1] - before[1]
             if d_calls > 0:  # a reset (pg_stat_statements_reset) shows as negative: skip it
                 grown.append((d_calls, d_time, qid))

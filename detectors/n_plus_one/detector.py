@@ -164,7 +164,7 @@ class NPlusOneDetector(Detector):
         self._statements = StatementCorrelator(StatementRules(
             s.min_repeats, s.statement_min_intervals, s.statement_window, s.statement_max_ratio_cv, s.statement_settle_s,
             s.statement_baseline_intervals, s.spike_ratio, s.statement_min_jump, s.statement_flat_traffic_ratio,
-            s.ignore_endpoints, s.ignore_tables), self._fp)
+            s.ignore_endpoints, s.ignore_tables, s.critical_min_queries, s.critical_min_rate), self._fp)
 
     # ----- input ----------------------------------------------------------------------
     def feed(self, event: Event) -> None:

@@ -44,11 +44,14 @@ and ≥ +``statement_min_jump`` over its own median in the ``statement_baseline_
 before them, while the total request rate stayed within ``statement_flat_traffic_ratio``
 (no traffic at all is flat), is reported by shape: subject ``{"sql": shape}``.
 
-Severity: warning. Critical only for a spike against the endpoint's own baseline: the
+Severity: warning. Critical for a spike against the endpoint's own baseline: the
 endpoint served ≥ ``statement_baseline_intervals`` intervals of traffic inside the
 window before the shape first ran in it (a clean endpoint that suddenly runs ≥
-``min_repeats`` lookups per request — typically a deploy). An endpoint seen for the first
-time, or a long-standing N+1, stays a warning. A shape spike without an endpoint is a
+``min_repeats`` lookups per request — typically a deploy); and, as the log-based rule
+says, for an N+1 that arrives with a new endpoint (not served before the statement first
+ran) and is large: ≥ ``critical_min_queries`` calls per request and ≥
+``critical_min_rate`` affected requests per second (counted over at least 60 s). A
+long-standing N+1 stays a warning. A shape spike without an endpoint is a
 warning (nothing to compare per request).
 
 Findings: detector ``n_plus_one``, subject ``{"endpoint": X}`` (so they merge with the
@@ -68,6 +71,7 @@ from agent.events import Evidence, Finding, Metric, Request, Triage
 from detectors.shared.sqlfp import SqlFingerprinter, SqlShape
 
 CALLS = "pg.statement_calls"
+RATE_MIN_SPAN_S = 60.0  # as the log-based rule: 3 requests in 2 s are not 1.5 per second
 EXPLAINED_SHARE = 0.9  # an endpoint must account for this share of the shape's calls
 MAX_PENDING_REQUESTS = 200_000  # request times waiting for their interval to settle
 MAX_SHAPES = 5000
@@ -88,6 +92,8 @@ class StatementRules:
     flat_traffic_ratio: float = 1.5
     ignore_endpoints: Tuple[str, ...] = ()
     ignore_tables: Tuple[str, ...] = ()
+    critical_min_queries: float = 25.0  # the log-based rule's "large": calls per request…
+    critical_min_rate: float = 0.2  # …and affected requests per second (over >= RATE_MIN_SPAN_S)
 
 
 @dataclass
@@ -126,6 +132,7 @@ class Attribution:
     reported: int = 0
     counted_through: int = -1  # last interval index whose requests are counted
     dirty: bool = True
+    new_endpoint: bool = False  # not served in the window before the statement first ran
 
 
 class StatementCorrelator:
@@ -235,6 +242,8 @@ class StatementCorrelator:
             clean_before = sum(1 for iv in before if iv.requests.get(endpoint))
             self._note((endpoint, fp), {"endpoint": endpoint}, fp, episode, ratios, endpoint,
                        critical=clean_before >= self.rules.baseline_intervals)
+            if not clean_before:
+                self._found[(endpoint, fp)].new_endpoint = True
         elif self._unexplained(episode, window) and self._shape_spike(fp):
             recent = list(self._intervals)[-self.rules.min_intervals:]
             self._note(("", fp), {"sql": self._shapes[fp].shape.normalized}, fp, recent, [], "", critical=False)
@@ -344,6 +353,14 @@ class StatementCorrelator:
                 att.dirty = False
         return out
 
+    def _large(self, att: Attribution) -> bool:
+        """The log-based rule's "large" (report.is_large): calls per affected request and affected
+        requests per second (over at least RATE_MIN_SPAN_S) both at the "page now" settings."""
+        if not att.ratios:
+            return False
+        rate = att.requests / max(att.last_seen - att.first_seen, RATE_MIN_SPAN_S)
+        return statistics.median(att.ratios) >= self.rules.critical_min_queries and rate >= self.rules.critical_min_rate
+
     def _finding(self, att: Attribution, detector: str) -> Finding:
         info = self._shapes.get(att.fingerprint)
         shape = info.shape.normalized if info else att.fingerprint
@@ -387,6 +404,7 @@ class StatementCorrelator:
         )
         count = att.requests - att.reported if endpoint else att.intervals - att.reported
         att.reported += count
-        return Finding(detector=detector, severity="critical" if att.critical else "warning", title=title,
+        critical = att.critical or (att.new_endpoint and self._large(att))
+        return Finding(detector=detector, severity="critical" if critical else "warning", title=title,
                        subject=dict(att.subject), first_seen=att.first_seen, last_seen=att.last_seen, count=max(count, 0),
                        evidence=evidence, triage=triage, details=details)

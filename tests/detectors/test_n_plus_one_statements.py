@@ -152,3 +152,21 @@ def test_traffic_moving_from_the_fixed_twin_to_the_n_plus_one_endpoint_is_attrib
     found = run(list(stream) + statement_metrics(stream, 2.0))
     assert [f.subject for f in found] == [{"endpoint": "PostsController#index"}]
     assert found[0].details["intervals"] >= 1
+
+
+def test_a_large_n_plus_one_arriving_with_a_new_endpoint_pages_as_the_log_based_rule_says():
+    """Twice the reference app's N+1 traffic on a new endpoint: 30 lookups per request and 20
+    requests (over at least 60 s: 0.33/s) are "large", so the new endpoint's N+1 is critical;
+    the app's own 10 requests (0.17/s) stay a warning (test above)."""
+    requests = info_requests()
+    fixed = [r for r in requests if r.endpoint == "PostsController#index_fixed"]
+    n_plus_one = [r for r in requests if r.endpoint == "PostsController#index"]
+    start = fixed[-1].ts + 5.0 - n_plus_one[0].ts
+    span = n_plus_one[-1].ts - n_plus_one[0].ts + 1.0
+    moved = [Request(ts=r.ts + start + k * span, source=r.source, line=r.line, endpoint=r.endpoint,
+                     duration_ms=r.duration_ms, status=r.status) for k in range(2) for r in n_plus_one]
+    stream = fixed + moved
+    found = run(list(stream) + statement_metrics(stream, 2.0))
+    assert {f.severity for f in found} == {"critical"} and {tuple(f.subject.items()) for f in found} == {
+        (("endpoint", "PostsController#index"),)}
+    assert sum(f.count for f in found) == 20

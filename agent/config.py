@@ -6,6 +6,7 @@
     [detectors.<n>]  enabled = true, plus that detector's Settings fields
     [sinks.<n>]      type = "directory" | "webhook" | "pagerduty" | "alertmanager" | "slack", options
     [incidents]      the incident lifecycle (quiet_period, cooldown, rate_limit…)
+    [delivery]       outbox retries: backoff cap, probe interval of a down sink, recovery rate
     [metrics]        listen = "127.0.0.1:9394" ("off" to disable)
     [collectors.psutil|puma|sidekiq|postgres]
     [limits]         max_line, read_budget_bytes, metric_queue, checkpoint_interval_s…
@@ -34,6 +35,7 @@ else:  # pragma: no cover - exercised on 3.9/3.10 servers
     import tomli as tomllib
 
 from agent.config_values import has, http_url, listen_problem, mask, regex, scheme, split_listen, suggest, table
+from agent.incidents.delivery import DeliverySettings
 from agent.incidents.lifecycle import LifecycleSettings
 from agent.parsers import BY_NAME
 from agent.settings import setting
@@ -162,6 +164,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     state: StateConfig = StateConfig()
     origin: str = ""  # the file read, "" for a command-line-only configuration
+    delivery: DeliverySettings = DeliverySettings()
 
     @property
     def enabled_detectors(self) -> List[str]:
@@ -194,7 +197,8 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
     """
     errors: List[str] = []
     base = os.path.dirname(os.path.abspath(origin)) if origin else os.getcwd()
-    known = {"app", "sources", "tail", "detectors", "sinks", "incidents", "metrics", "collectors", "limits", "state"}
+    known = {"app", "sources", "tail", "detectors", "sinks", "incidents", "metrics", "collectors", "limits", "state",
+             "delivery"}
     for key in data:
         if key not in known:
             errors.append(f"{key}: unknown section{suggest(key, known)}")
@@ -211,6 +215,7 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
     state = StateConfig(dir=os.path.abspath(os.path.join(base, state.dir)))
     incidents = table(LifecycleSettings, data.get("incidents"), "incidents", errors)
     sinks = _sinks(data.get("sinks"), errors)
+    delivery = table(DeliverySettings, data.get("delivery"), "delivery", errors)
     if app.root and not sources:
         found, _notes = discover(app.root, app.env)
         sources = tuple(SourceConfig(p) for p in found)
@@ -221,7 +226,8 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
         errors.append("sources: no log to follow (add [[sources]] path = …, or set app.root, or pass --log/--app)")
     if errors:
         raise ConfigError(errors)
-    return Config(app, sources, tail, detectors, disabled, sinks, incidents, metrics, collectors, limits, state, origin)
+    return Config(app, sources, tail, detectors, disabled, sinks, incidents, metrics, collectors, limits, state, origin,
+                  delivery=delivery)
 
 
 def apply_overrides(
@@ -381,7 +387,7 @@ def effective(config: Config) -> Dict[str, Any]:
                       for n in REGISTRY},
         "sinks": {s.name: s.table() for s in config.sinks}, "incidents": asdict(config.incidents),
         "metrics": asdict(config.metrics), "collectors": asdict(config.collectors), "limits": asdict(config.limits),
-        "state": asdict(config.state),
+        "state": asdict(config.state), "delivery": asdict(config.delivery),
     }
     if not config.sinks:
         out["sinks"] = {"local": {"type": "directory", "path": os.path.join(config.state.dir, "incidents")}}

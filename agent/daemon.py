@@ -161,7 +161,7 @@ class Daemon:
                                 updates=self.store.updates_for, host=host)
         self.manager = IncidentManager(self.store, self.clock, list(self.sinks), settings=c.incidents, bundler=bundler,
                                        host=host)
-        self.delivery = DeliveryThread(Deliverer(self.store, self.sinks, self.clock), self.store, self.metrics, self.clock)
+        self.delivery = DeliveryThread(Deliverer(self.store, self.sinks, self.clock, **c.delivery.deliverer_args()), self.store, self.metrics, self.clock)
         self.delivery.start()
 
     def _start_collectors(self) -> None:

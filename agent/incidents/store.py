@@ -420,6 +420,28 @@ class IncidentStore:
         )
         return [OutboxRow(*r) for r in rows]
 
+    def probe_row(self, sink: str) -> Optional[OutboxRow]:
+        """The oldest pending row of ``sink`` that already failed (due or not), in incident order:
+        what the deliverer tries to learn whether a down sink is back."""
+        rows = self._query(
+            "SELECT * FROM outbox o WHERE o.sink = ? AND o.delivered_at IS NULL AND o.gave_up_at IS NULL AND o.attempts > 0"
+            " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.sink = o.sink AND p.incident_id = o.incident_id"
+            " AND p.id < o.id AND p.delivered_at IS NULL AND p.gave_up_at IS NULL) ORDER BY o.id LIMIT 1",
+            (sink,),
+        )
+        return OutboxRow(*rows[0]) if rows else None
+
+    def hasten(self, sink: str, now: float, spacing: float) -> int:
+        """Make the pending rows of ``sink`` that are waiting out a backoff due now, ``spacing`` s
+        apart, oldest first (the sink is back). Rows never tried (held back by the storm limit) keep their time."""
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM outbox WHERE sink = ? AND delivered_at IS NULL AND gave_up_at IS NULL AND attempts > 0"
+                " AND next_attempt_at > ? ORDER BY id", (sink, now))]
+            db.executemany("UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
+                           [(now + i * spacing, row_id) for i, row_id in enumerate(ids)])
+        return len(ids)
+
     def outbox_for(self, incident_id: Optional[str] = None, pending_only: bool = False) -> List[OutboxRow]:
         where, args = [], []  # type: List[str], List[Any]
         if incident_id is not None:

@@ -6,6 +6,7 @@
     [detectors.<n>]  enabled = true, plus that detector's Settings fields
     [sinks.<n>]      type = "directory" | "webhook" | "pagerduty" | "alertmanager" | "slack", options
     [incidents]      the incident lifecycle (quiet_period, cooldown, rate_limit…)
+    [bundle_store]   type = "s3": upload bundles, pre-signed links in every payload (agent.bundle.remote)
     [delivery]       outbox retries: backoff cap, probe interval of a down sink, recovery rate
     [metrics]        listen = "127.0.0.1:9394" ("off" to disable)
     [collectors.psutil|puma|sidekiq|postgres]
@@ -26,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 if sys.version_info >= (3, 11):
@@ -35,10 +36,11 @@ else:  # pragma: no cover - exercised on 3.9/3.10 servers
     import tomli as tomllib
 
 from agent.config_values import has, http_url, listen_problem, mask, regex, scheme, split_listen, suggest, table
+from agent.bundle.remote import BundleStoreSettings
 from agent.incidents.delivery import DeliverySettings
 from agent.incidents.lifecycle import LifecycleSettings
 from agent.parsers import BY_NAME
-from agent.settings import setting
+from agent.settings import bounds_of, setting
 from agent.sinks import SinkConfig, parse_sink
 from detectors import REGISTRY
 from detectors.base import Settings
@@ -165,6 +167,7 @@ class Config:
     state: StateConfig = StateConfig()
     origin: str = ""  # the file read, "" for a command-line-only configuration
     delivery: DeliverySettings = DeliverySettings()
+    bundle_store: BundleStoreSettings = BundleStoreSettings()
 
     @property
     def enabled_detectors(self) -> List[str]:
@@ -198,7 +201,7 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
     errors: List[str] = []
     base = os.path.dirname(os.path.abspath(origin)) if origin else os.getcwd()
     known = {"app", "sources", "tail", "detectors", "sinks", "incidents", "metrics", "collectors", "limits", "state",
-             "delivery"}
+             "delivery", "bundle_store"}
     for key in data:
         if key not in known:
             errors.append(f"{key}: unknown section{suggest(key, known)}")
@@ -216,6 +219,8 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
     incidents = table(LifecycleSettings, data.get("incidents"), "incidents", errors)
     sinks = _sinks(data.get("sinks"), errors)
     delivery = table(DeliverySettings, data.get("delivery"), "delivery", errors)
+    bundle_store = table(BundleStoreSettings, data.get("bundle_store"), "bundle_store", errors, BundleStoreSettings.CHECKS)
+    errors.extend(f"bundle_store.{key}: {problem}" for key, problem in bundle_store.problems().items())
     if app.root and not sources:
         found, _notes = discover(app.root, app.env)
         sources = tuple(SourceConfig(p) for p in found)
@@ -227,7 +232,7 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
     if errors:
         raise ConfigError(errors)
     return Config(app, sources, tail, detectors, disabled, sinks, incidents, metrics, collectors, limits, state, origin,
-                  delivery=delivery)
+                  delivery=delivery, bundle_store=bundle_store)
 
 
 def apply_overrides(
@@ -388,6 +393,8 @@ def effective(config: Config) -> Dict[str, Any]:
         "sinks": {s.name: s.table() for s in config.sinks}, "incidents": asdict(config.incidents),
         "metrics": asdict(config.metrics), "collectors": asdict(config.collectors), "limits": asdict(config.limits),
         "state": asdict(config.state), "delivery": asdict(config.delivery),
+        "bundle_store": {f.name: "********" if bounds_of(f).secret and getattr(config.bundle_store, f.name)
+                         else getattr(config.bundle_store, f.name) for f in fields(config.bundle_store)},
     }
     if not config.sinks:
         out["sinks"] = {"local": {"type": "directory", "path": os.path.join(config.state.dir, "incidents")}}

@@ -159,9 +159,16 @@ class Daemon:
         host = c.app.host or None
         bundler = BundleBuilder(c.state.dir, self.clock, facts=facts, agent_config=effective(c),
                                 updates=self.store.updates_for, host=host)
-        self.manager = IncidentManager(self.store, self.clock, list(self.sinks), settings=c.incidents, bundler=bundler,
-                                       host=host)
-        self.delivery = DeliveryThread(Deliverer(self.store, self.sinks, self.clock, **c.delivery.deliverer_args()), self.store, self.metrics, self.clock)
+        from agent.bundle.remote import make_bundle_store
+
+        self.bundle_store = make_bundle_store(c.bundle_store)
+        # the upload is queued first, so the pages after it find the link when it lands quickly
+        queued = ([self.bundle_store.name] if self.bundle_store else []) + list(self.sinks)
+        self.manager = IncidentManager(self.store, self.clock, queued, settings=c.incidents, bundler=bundler, host=host)
+        self.delivery = DeliveryThread(Deliverer(self.store, self.sinks, self.clock, bundle_store=self.bundle_store,
+                                                 **c.delivery.deliverer_args()), self.store, self.metrics, self.clock)
+        if self.bundle_store is not None:  # a refused credential shows in /healthz at once, not at the first incident
+            threading.Thread(target=self.bundle_store.check, name="bundle-store-check", daemon=True).start()
         self.delivery.start()
 
     def _start_collectors(self) -> None:
@@ -380,6 +387,9 @@ class Daemon:
             since = getattr(sink, "failing_since", None)
             if since is not None and now - since > c.limits.sink_failing_after_s:
                 reasons.append(f"sink {name}: failing for {now - since:.0f} s ({sink.last_error})")
+        bundle_store = getattr(self, "bundle_store", None)
+        if bundle_store is not None and bundle_store.problem:
+            reasons.append(f"bundle store: {bundle_store.problem}")
         age = self.delivery.oldest_age if self.delivery is not None else 0.0
         if age > c.limits.outbox_stuck_after_s:
             reasons.append(f"outbox: an incident update has waited {age:.0f} s for delivery")

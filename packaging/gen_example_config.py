@@ -56,6 +56,9 @@ SECTIONS: List[Tuple[str, Any, str]] = [
     ("incidents", LifecycleSettings, "The incident lifecycle: when an incident resolves, reopens, and storm control."),
     ("delivery", C.DeliverySettings, "Outbox delivery: retries with capped backoff; a down sink is probed every few seconds and,\n"
                                      "once back, gets its whole queue at recovery_rate per second (not each row's own backoff)."),
+    ("bundle_store", C.BundleStoreSettings, "Upload each bundle to S3-compatible storage (needs railwatch[s3]) and put a pre-signed\n"
+                                             "link in every sink's payload. Credentials: these keys, else AWS_* in the environment,\n"
+                                             "~/.aws/credentials or the instance role."),
     ("limits", C.LimitsConfig, "Resource bounds of the daemon."),
     ("state", C.StateConfig, "The incident store, tail positions and bundles. Relative paths are from this file's directory."),
 ]

@@ -22,6 +22,13 @@ Rows older than ``max_age`` are given up with "expired", so the outbox stays bou
 Delivery is at-least-once: a crash after the sink accepted and before ``delivered_at``
 was written resends that one update; the ``update_id`` travels with it for idempotency.
 
+Bundle links: with a bundle store (``agent.bundle.remote``) the upload is an outbox row
+like any other, under the store's name, queued first. Its key, when it lands, is kept as
+the checkpoint ``bundle:<incident id>``, and every payload sent from then on carries a
+fresh pre-signed link (``Incident.bundle_url``). A page is never held back for long:
+while its incident's upload is pending, a sink's row waits at most ``hold_s`` (10 s),
+then goes without the link; later updates and refreshes carry it.
+
 Alertmanager forgets alerts that are not re-sent: sinks with a ``refresh_interval``
 get the latest state of each open incident again (and a resolved one for 5 minutes)
 on that cadence, outside the outbox, best effort.
@@ -32,7 +39,7 @@ import dataclasses
 import logging
 import random
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from agent.clock import Clock
 from agent.incidents.store import IncidentStore, OutboxRow
@@ -45,6 +52,7 @@ BASE_DELAY = 2.0
 MAX_DELAY = 600.0
 MAX_AGE = 7 * 86400.0
 RESOLVED_RESEND = 300.0  # Alertmanager: keep re-sending a resolve this long (alerts_api.md)
+BUNDLE_KEY = "bundle:"  # checkpoint key prefix: the uploaded bundle of an incident
 PROBE_INTERVAL = 3.0
 RECOVERY_RATE = 10.0
 
@@ -78,6 +86,7 @@ class Deliverer:
         max_age: float = MAX_AGE,
         probe_interval: float = PROBE_INTERVAL,
         recovery_rate: float = RECOVERY_RATE,
+        bundle_store: Any = None,
     ) -> None:
         self.store = store
         self.sinks = dict(sinks)
@@ -85,6 +94,9 @@ class Deliverer:
         self.rng = rng or random.Random()
         self.base_delay, self.max_delay, self.max_age = base_delay, max_delay, max_age
         self.probe_interval, self.recovery_rate = probe_interval, recovery_rate
+        self.bundle_store = bundle_store  # uploads (a row under its name) and signs links
+        if bundle_store is not None:
+            self.sinks.setdefault(bundle_store.name, bundle_store)
         self._refreshed: Dict[Tuple[str, str], float] = {}
         # sink -> earliest time to probe it again; every sink starts "unknown" (rows may be
         # backing off from before a restart), so its first success hastens its queue too
@@ -105,13 +117,17 @@ class Deliverer:
                 self.store.mark_failed(row.id, now, f"expired after {self.max_age:.0f} s undelivered")
                 counts["failed"] += 1
                 continue
+            if self._waiting_for_upload(row, now):
+                continue
             update = self.store.get_update(row.update_id)
             if update is None:  # cannot happen with foreign keys on; never loop on it
                 self.store.mark_failed(row.id, now, "update row missing")
                 continue
-            result = self._deliver(self.sinks[row.sink], update)
+            result = self._deliver(self.sinks[row.sink], self._with_link(update, row.sink))
             if result.status == ACCEPTED:
                 self.store.mark_delivered(row.id, self.clock.now())
+                if self._is_upload(row.sink) and result.detail:
+                    self.store.set_checkpoints({BUNDLE_KEY + row.incident_id: {"key": result.detail}})
                 self._refreshed[(row.incident_id, row.sink)] = now
                 counts["accepted"] += 1
                 if self._probe_at.pop(row.sink, None) is not None:
@@ -130,6 +146,31 @@ class Deliverer:
                 counts["retry"] += 1
         self._refresh(now, down)
         return counts
+
+    def _is_upload(self, sink: str) -> bool:
+        return self.bundle_store is not None and sink == self.bundle_store.name
+
+    def _waiting_for_upload(self, row: OutboxRow, now: float) -> bool:
+        """True while this row's incident has an upload pending for less than ``hold_s``."""
+        if self.bundle_store is None or self._is_upload(row.sink):
+            return False
+        hold = float(getattr(self.bundle_store, "hold_s", 0.0))
+        return any(r.sink == self.bundle_store.name and now - r.created_at < hold
+                   for r in self.store.outbox_for(row.incident_id, pending_only=True))
+
+    def _with_link(self, update: Any, sink: str) -> Any:
+        """The update with a fresh pre-signed link to the incident's uploaded bundle, if there is one."""
+        if self.bundle_store is None or self._is_upload(sink):
+            return update
+        uploaded = self.store.get_checkpoint(BUNDLE_KEY + update.incident.id)
+        if not uploaded or not uploaded.get("key"):
+            return update
+        try:
+            link = self.bundle_store.presign(uploaded["key"])
+        except Exception:  # noqa: BLE001 - no link is better than no page
+            log.exception("signing the bundle link failed")
+            return update
+        return dataclasses.replace(update, incident=dataclasses.replace(update.incident, bundle_url=link))
 
     def _probes(self, now: float, busy: set) -> List[OutboxRow]:
         """One failed row of each down sink whose probe time has come (and that has no due row anyway)."""
@@ -189,7 +230,7 @@ class Deliverer:
                 if update is None:
                     continue
                 # the last update, told with the incident as it is now (counts, last seen)
-                update = dataclasses.replace(update, incident=inc)
+                update = self._with_link(dataclasses.replace(update, incident=inc), name)
                 result = self._deliver(sink, update)
                 self._refreshed[key] = now
                 if result.status != ACCEPTED:

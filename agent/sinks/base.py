@@ -200,7 +200,9 @@ def subject_text(inc: Incident) -> str:
 
 
 def bundle_link(inc: Incident, template: Optional[str]) -> str:
-    """A URL for the bundle if the operator publishes bundles somewhere, else ''."""
+    """A URL for the bundle: the bundle store's pre-signed link, else the operator's template, else ''."""
+    if inc.bundle_url:
+        return inc.bundle_url
     if not template or not inc.bundle_path:
         return ""
     return template.format(id=inc.id, fingerprint=inc.fingerprint, host=inc.host)

@@ -7,6 +7,7 @@
     [sinks.<n>]      type = "directory" | "webhook" | "pagerduty" | "alertmanager" | "slack", options
     [incidents]      the incident lifecycle (quiet_period, cooldown, rate_limit…)
     [bundle_store]   type = "s3": upload bundles, pre-signed links in every payload (agent.bundle.remote)
+    [retention]      pruning incident directories/bundles by age and size, store vacuum (agent.incidents.prune)
     [delivery]       outbox retries: backoff cap, probe interval of a down sink, recovery rate
     [metrics]        listen = "127.0.0.1:9394" ("off" to disable)
     [collectors.psutil|puma|sidekiq|postgres]
@@ -39,6 +40,7 @@ from agent.config_values import has, http_url, listen_problem, mask, regex, sche
 from agent.bundle.remote import BundleStoreSettings
 from agent.incidents.delivery import DeliverySettings
 from agent.incidents.lifecycle import LifecycleSettings
+from agent.incidents.prune import RetentionSettings
 from agent.parsers import BY_NAME
 from agent.settings import bounds_of, setting
 from agent.sinks import SinkConfig, parse_sink
@@ -168,6 +170,7 @@ class Config:
     origin: str = ""  # the file read, "" for a command-line-only configuration
     delivery: DeliverySettings = DeliverySettings()
     bundle_store: BundleStoreSettings = BundleStoreSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @property
     def enabled_detectors(self) -> List[str]:
@@ -201,7 +204,7 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
     errors: List[str] = []
     base = os.path.dirname(os.path.abspath(origin)) if origin else os.getcwd()
     known = {"app", "sources", "tail", "detectors", "sinks", "incidents", "metrics", "collectors", "limits", "state",
-             "delivery", "bundle_store"}
+             "delivery", "bundle_store", "retention"}
     for key in data:
         if key not in known:
             errors.append(f"{key}: unknown section{suggest(key, known)}")
@@ -221,6 +224,7 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
     delivery = table(DeliverySettings, data.get("delivery"), "delivery", errors)
     bundle_store = table(BundleStoreSettings, data.get("bundle_store"), "bundle_store", errors, BundleStoreSettings.CHECKS)
     errors.extend(f"bundle_store.{key}: {problem}" for key, problem in bundle_store.problems().items())
+    retention = table(RetentionSettings, data.get("retention"), "retention", errors)
     if app.root and not sources:
         found, _notes = discover(app.root, app.env)
         sources = tuple(SourceConfig(p) for p in found)
@@ -232,7 +236,7 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
     if errors:
         raise ConfigError(errors)
     return Config(app, sources, tail, detectors, disabled, sinks, incidents, metrics, collectors, limits, state, origin,
-                  delivery=delivery, bundle_store=bundle_store)
+                  delivery=delivery, bundle_store=bundle_store, retention=retention)
 
 
 def apply_overrides(
@@ -392,7 +396,7 @@ def effective(config: Config) -> Dict[str, Any]:
                       for n in REGISTRY},
         "sinks": {s.name: s.table() for s in config.sinks}, "incidents": asdict(config.incidents),
         "metrics": asdict(config.metrics), "collectors": asdict(config.collectors), "limits": asdict(config.limits),
-        "state": asdict(config.state), "delivery": asdict(config.delivery),
+        "state": asdict(config.state), "delivery": asdict(config.delivery), "retention": asdict(config.retention),
         "bundle_store": {f.name: "********" if bounds_of(f).secret and getattr(config.bundle_store, f.name)
                          else getattr(config.bundle_store, f.name) for f in fields(config.bundle_store)},
     }

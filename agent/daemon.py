@@ -30,6 +30,7 @@ and not yet reported as a finding are lost (bounded by the detectors' episode wi
 from __future__ import annotations
 
 import json
+import os
 import logging
 import queue
 import signal
@@ -57,6 +58,7 @@ log = logging.getLogger("railwatch.daemon")
 
 COUNTERS_KEY = "daemon:counters"
 TICK_S = 1.0  # self-metrics, incident resolution, health bookkeeping
+PRUNE_S = 3600.0  # retention: incident directories and records pruned this often (agent.incidents.prune)
 DRAIN_S = 5.0  # delivery attempts on the way out
 STORE_RETRY_S = (1.0, 60.0)  # first and longest wait before using a failing store again
 
@@ -284,8 +286,26 @@ class Daemon:
         if now >= self._next_tick:
             self._next_tick = now + TICK_S
             self._observe_updates(self.manager.tick())
+        if now >= getattr(self, "_next_prune", 0.0):
+            self._next_prune = now + PRUNE_S
+            self._prune()
             self._refresh_metrics()
         return not caught_up or not self._samples.empty()
+
+    def _prune(self) -> None:
+        """Keep disk bounded (hourly): old incident directories and records, a vacuum now and then."""
+        from agent.incidents.prune import prune
+
+        c = self.config
+        try:
+            report = prune(self.store, os.path.join(c.state.dir, "incidents"), c.retention, self.clock.now())
+            if report.removed_dirs or report.removed_incidents:
+                log.info("retention: %s", report.summary())
+            if self.clock.monotonic() >= getattr(self, "_next_vacuum", 0.0):
+                self._next_vacuum = self.clock.monotonic() + c.retention.vacuum_interval_s
+                self.store.vacuum()
+        except Exception:  # noqa: BLE001 - pruning is housekeeping; it must never stop the agent
+            log.exception("pruning failed")
 
     def _feed_pending(self) -> List[Finding]:
         events, self._pending[:] = list(self._pending), []

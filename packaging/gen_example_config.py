@@ -59,6 +59,8 @@ SECTIONS: List[Tuple[str, Any, str]] = [
     ("bundle_store", C.BundleStoreSettings, "Upload each bundle to S3-compatible storage (needs railwatch[s3]) and put a pre-signed\n"
                                              "link in every sink's payload. Credentials: these keys, else AWS_* in the environment,\n"
                                              "~/.aws/credentials or the instance role."),
+    ("retention", C.RetentionSettings, "Disk bounds: incident directories and bundles (never an open incident's) pruned by age\n"
+                                       "and total size, hourly; the store compacted. By hand: railwatch incidents prune --dry-run."),
     ("limits", C.LimitsConfig, "Resource bounds of the daemon."),
     ("state", C.StateConfig, "The incident store, tail positions and bundles. Relative paths are from this file's directory."),
 ]

@@ -475,6 +475,35 @@ class IncidentStore:
         )
         return OutboxRow(*rows[0]) if rows else None
 
+    # ------------------------------------------------------------------ retention
+
+    def delete_resolved_before(self, cutoff: float, dry_run: bool = False) -> int:
+        """Delete incidents resolved before ``cutoff`` with their updates and outbox rows, keeping the
+        latest incident of each fingerprint and any incident with an update still pending. Returns how many."""
+        where = ("status = 'resolved' AND resolved_at < ? AND id NOT IN (SELECT incident_id FROM outbox"
+                 " WHERE delivered_at IS NULL AND gave_up_at IS NULL) AND recurrence < (SELECT MAX(recurrence)"
+                 " FROM incidents l WHERE l.fingerprint = incidents.fingerprint)")
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute(f"SELECT id FROM incidents WHERE {where}", (cutoff,))]
+            if ids and not dry_run:
+                rows = [(i,) for i in ids]
+                db.executemany("DELETE FROM outbox WHERE incident_id = ?", rows)
+                db.executemany("DELETE FROM incident_updates WHERE incident_id = ?", rows)
+                db.executemany("DELETE FROM incidents WHERE id = ?", rows)
+                db.executemany("DELETE FROM checkpoints WHERE key = ?", [("bundle:" + i,) for i in ids])
+        return len(ids)
+
+    def vacuum(self) -> None:
+        """Compact the file (space freed by pruning goes back to the disk) and truncate the WAL."""
+        with self._lock:
+            try:
+                db = self._connection()
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                db.execute("VACUUM")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise _wrap(self.path, exc) from exc
+
     # ------------------------------------------------------------------ checkpoints
 
     def get_checkpoint(self, key: str) -> Optional[Dict[str, Any]]:

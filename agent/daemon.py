@@ -286,10 +286,10 @@ class Daemon:
         if now >= self._next_tick:
             self._next_tick = now + TICK_S
             self._observe_updates(self.manager.tick())
+            self._refresh_metrics()
         if now >= getattr(self, "_next_prune", 0.0):
             self._next_prune = now + PRUNE_S
             self._prune()
-            self._refresh_metrics()
         return not caught_up or not self._samples.empty()
 
     def _prune(self) -> None:

@@ -222,6 +222,35 @@ def resolve_cmd(state_dir: str, config_path: Optional[str], incident_id: str) ->
         click.echo(f"resolved {inc.id}; delivered {counts['accepted']}, pending {pending}")
 
 
+@incidents.command("prune")
+@state_dir_option
+@config_option
+@click.option("--dry-run", is_flag=True, help="Say what would go; remove nothing.")
+@click.option("--max-age-days", type=float, default=None, help="Override [retention] max_age_days.")
+@click.option("--max-total-mb", type=float, default=None, help="Override [retention] max_total_mb.")
+def prune_cmd(state_dir: str, config_path: Optional[str], dry_run: bool, max_age_days: Optional[float],
+              max_total_mb: Optional[float]) -> None:
+    """Remove old incident directories, bundles and records (never an open incident's), then compact the store."""
+    import dataclasses
+    import os
+
+    from agent.incidents.prune import RetentionSettings, prune
+
+    config = load_config(config_path)
+    settings = config.retention if config is not None else RetentionSettings()
+    if max_age_days is not None:
+        settings = dataclasses.replace(settings, max_age_days=max_age_days)
+    if max_total_mb is not None:
+        settings = dataclasses.replace(settings, max_total_mb=max_total_mb)
+    with _open_store(state_dir) as store:
+        report = prune(store, os.path.join(state_dir, "incidents"), settings, Clock().now(), dry_run=dry_run)
+        if not dry_run:
+            store.vacuum()
+    for path in report.removed_dirs:
+        click.echo(("would remove " if dry_run else "removed ") + path)
+    click.echo(report.summary(dry_run))
+
+
 # ---------------------------------------------------------------------- bundle, test-incident
 
 

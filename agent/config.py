@@ -6,6 +6,9 @@
     [detectors.<n>]  enabled = true, plus that detector's Settings fields
     [sinks.<n>]      type = "directory" | "webhook" | "pagerduty" | "alertmanager" | "slack", options
     [incidents]      the incident lifecycle (quiet_period, cooldown, rate_limit…)
+    [bundle_store]   type = "s3": upload bundles, pre-signed links in every payload (agent.bundle.remote)
+    [retention]      pruning incident directories/bundles by age and size, store vacuum (agent.incidents.prune)
+    [delivery]       outbox retries: backoff cap, probe interval of a down sink, recovery rate
     [metrics]        listen = "127.0.0.1:19394" ("off" to disable)
     [collectors.psutil|puma|sidekiq|postgres]
     [limits]         max_line, read_budget_bytes, metric_queue, checkpoint_interval_s…
@@ -25,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 if sys.version_info >= (3, 11):
@@ -34,9 +37,12 @@ else:  # pragma: no cover - exercised on 3.9/3.10 servers
     import tomli as tomllib
 
 from agent.config_values import DEFAULT_METRICS_LISTEN, has, http_url, listen_problem, mask, regex, scheme, split_listen, suggest, table
+from agent.bundle.remote import BundleStoreSettings
+from agent.incidents.delivery import DeliverySettings
 from agent.incidents.lifecycle import LifecycleSettings
+from agent.incidents.prune import RetentionSettings
 from agent.parsers import BY_NAME
-from agent.settings import setting
+from agent.settings import bounds_of, setting
 from agent.sinks import SinkConfig, parse_sink
 from detectors import REGISTRY
 from detectors.base import Settings
@@ -162,6 +168,9 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     state: StateConfig = StateConfig()
     origin: str = ""  # the file read, "" for a command-line-only configuration
+    delivery: DeliverySettings = DeliverySettings()
+    bundle_store: BundleStoreSettings = BundleStoreSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @property
     def enabled_detectors(self) -> List[str]:
@@ -213,7 +222,8 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
     """
     errors: List[str] = []
     base = os.path.dirname(os.path.abspath(origin)) if origin else os.getcwd()
-    known = {"app", "sources", "tail", "detectors", "sinks", "incidents", "metrics", "collectors", "limits", "state"}
+    known = {"app", "sources", "tail", "detectors", "sinks", "incidents", "metrics", "collectors", "limits", "state",
+             "delivery", "bundle_store", "retention"}
     for key in data:
         if key not in known:
             errors.append(f"{key}: unknown section{suggest(key, known)}")
@@ -230,6 +240,10 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
     state = StateConfig(dir=os.path.abspath(os.path.join(base, state.dir)))
     incidents = table(LifecycleSettings, data.get("incidents"), "incidents", errors)
     sinks = _sinks(data.get("sinks"), errors)
+    delivery = table(DeliverySettings, data.get("delivery"), "delivery", errors)
+    bundle_store = table(BundleStoreSettings, data.get("bundle_store"), "bundle_store", errors, BundleStoreSettings.CHECKS)
+    errors.extend(f"bundle_store.{key}: {problem}" for key, problem in bundle_store.problems().items())
+    retention = table(RetentionSettings, data.get("retention"), "retention", errors)
     if app.root and not sources:
         found, _notes = discover(app.root, app.env)
         sources = tuple(SourceConfig(p) for p in found)
@@ -240,7 +254,8 @@ def parse(data: Mapping[str, Any], origin: str = "", require_sources: bool = Tru
         errors.append("sources: no log to follow (add [[sources]] path = …, or set app.root, or pass --log/--app)")
     if errors:
         raise ConfigError(errors)
-    return Config(app, sources, tail, detectors, disabled, sinks, incidents, metrics, collectors, limits, state, origin)
+    return Config(app, sources, tail, detectors, disabled, sinks, incidents, metrics, collectors, limits, state, origin,
+                  delivery=delivery, bundle_store=bundle_store, retention=retention)
 
 
 def apply_overrides(
@@ -400,7 +415,9 @@ def effective(config: Config) -> Dict[str, Any]:
                       for n in REGISTRY},
         "sinks": {s.name: s.table() for s in config.sinks}, "incidents": asdict(config.incidents),
         "metrics": asdict(config.metrics), "collectors": asdict(config.collectors), "limits": asdict(config.limits),
-        "state": asdict(config.state),
+        "state": asdict(config.state), "delivery": asdict(config.delivery), "retention": asdict(config.retention),
+        "bundle_store": {f.name: "********" if bounds_of(f).secret and getattr(config.bundle_store, f.name)
+                         else getattr(config.bundle_store, f.name) for f in fields(config.bundle_store)},
     }
     if not config.sinks:
         out["sinks"] = {"local": {"type": "directory", "path": os.path.join(config.state.dir, "incidents")}}

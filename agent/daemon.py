@@ -30,6 +30,7 @@ and not yet reported as a finding are lost (bounded by the detectors' episode wi
 from __future__ import annotations
 
 import json
+import os
 import logging
 import queue
 import signal
@@ -57,6 +58,7 @@ log = logging.getLogger("railwatch.daemon")
 
 COUNTERS_KEY = "daemon:counters"
 TICK_S = 1.0  # self-metrics, incident resolution, health bookkeeping
+PRUNE_S = 3600.0  # retention: incident directories and records pruned this often (agent.incidents.prune)
 DRAIN_S = 5.0  # delivery attempts on the way out
 STORE_RETRY_S = (1.0, 60.0)  # first and longest wait before using a failing store again
 
@@ -159,9 +161,16 @@ class Daemon:
         host = c.app.host or None
         bundler = BundleBuilder(c.state.dir, self.clock, facts=facts, agent_config=effective(c),
                                 updates=self.store.updates_for, host=host)
-        self.manager = IncidentManager(self.store, self.clock, list(self.sinks), settings=c.incidents, bundler=bundler,
-                                       host=host)
-        self.delivery = DeliveryThread(Deliverer(self.store, self.sinks, self.clock), self.store, self.metrics, self.clock)
+        from agent.bundle.remote import make_bundle_store
+
+        self.bundle_store = make_bundle_store(c.bundle_store)
+        # the upload is queued first, so the pages after it find the link when it lands quickly
+        queued = ([self.bundle_store.name] if self.bundle_store else []) + list(self.sinks)
+        self.manager = IncidentManager(self.store, self.clock, queued, settings=c.incidents, bundler=bundler, host=host)
+        self.delivery = DeliveryThread(Deliverer(self.store, self.sinks, self.clock, bundle_store=self.bundle_store,
+                                                 **c.delivery.deliverer_args()), self.store, self.metrics, self.clock)
+        if self.bundle_store is not None:  # a refused credential shows in /healthz at once, not at the first incident
+            threading.Thread(target=self.bundle_store.check, name="bundle-store-check", daemon=True).start()
         self.delivery.start()
 
     def _start_collectors(self) -> None:
@@ -278,7 +287,25 @@ class Daemon:
             self._next_tick = now + TICK_S
             self._observe_updates(self.manager.tick())
             self._refresh_metrics()
+        if now >= getattr(self, "_next_prune", 0.0):
+            self._next_prune = now + PRUNE_S
+            self._prune()
         return not caught_up or not self._samples.empty()
+
+    def _prune(self) -> None:
+        """Keep disk bounded (hourly): old incident directories and records, a vacuum now and then."""
+        from agent.incidents.prune import prune
+
+        c = self.config
+        try:
+            report = prune(self.store, os.path.join(c.state.dir, "incidents"), c.retention, self.clock.now())
+            if report.removed_dirs or report.removed_incidents:
+                log.info("retention: %s", report.summary())
+            if self.clock.monotonic() >= getattr(self, "_next_vacuum", 0.0):
+                self._next_vacuum = self.clock.monotonic() + c.retention.vacuum_interval_s
+                self.store.vacuum()
+        except Exception:  # noqa: BLE001 - pruning is housekeeping; it must never stop the agent
+            log.exception("pruning failed")
 
     def _feed_pending(self) -> List[Finding]:
         events, self._pending[:] = list(self._pending), []
@@ -387,6 +414,9 @@ class Daemon:
             since = getattr(sink, "failing_since", None)
             if since is not None and now - since > c.limits.sink_failing_after_s:
                 reasons.append(f"sink {name}: failing for {now - since:.0f} s ({sink.last_error})")
+        bundle_store = getattr(self, "bundle_store", None)
+        if bundle_store is not None and bundle_store.problem:
+            reasons.append(f"bundle store: {bundle_store.problem}")
         age = self.delivery.oldest_age if self.delivery is not None else 0.0
         if age > c.limits.outbox_stuck_after_s:
             reasons.append(f"outbox: an incident update has waited {age:.0f} s for delivery")

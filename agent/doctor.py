@@ -209,7 +209,24 @@ def check_sinks(cfg: Config) -> List[Check]:
         else:
             out.append(Check(label, FAIL, result.detail, "fix the sink's options or its target; "
                              "`railwatch test-incident` sends a marked test incident end to end"))
-    return out
+    return out + check_bundle_store(cfg)
+
+
+def check_bundle_store(cfg: Config) -> List[Check]:
+    """The bundle store's credentials and bucket, with one harmless request."""
+    from agent.bundle.remote import make_bundle_store
+
+    try:
+        store = make_bundle_store(cfg.bundle_store)
+        if store is None:
+            return []
+        result = store.check()
+    except Exception as exc:  # noqa: BLE001 - e.g. the minio package missing, an unreadable key file
+        return [Check("bundle store", FAIL, f"{type(exc).__name__}: {str(exc)[:200]}",
+                      "pip install 'railwatch[s3]'; check [bundle_store]")]
+    if result.accepted:
+        return [Check("bundle store", PASS, result.detail)]
+    return [Check("bundle store", FAIL, result.detail, "check [bundle_store] credentials (or the instance role) and bucket")]
 
 
 # ----------------------------------------------------------------------------- running

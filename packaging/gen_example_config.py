@@ -59,6 +59,13 @@ SECTIONS: List[Tuple[str, Any, str]] = [
     ("collectors.sidekiq", C.SidekiqConfig, "Sidekiq's state in its Redis: queue sizes and latency, retry/dead sets (needs railwatch[redis])."),
     ("collectors.postgres", C.PostgresConfig, "pg_stat_activity and pg_stat_statements (needs railwatch[postgres]; a role with pg_monitor)."),
     ("incidents", LifecycleSettings, "The incident lifecycle: when an incident resolves, reopens, and storm control."),
+    ("delivery", C.DeliverySettings, "Outbox delivery: retries with capped backoff; a down sink is probed every few seconds and,\n"
+                                     "once back, gets its whole queue at recovery_rate per second (not each row's own backoff)."),
+    ("bundle_store", C.BundleStoreSettings, "Upload each bundle to S3-compatible storage (needs railwatch[s3]) and put a pre-signed\n"
+                                             "link in every sink's payload. Credentials: these keys, else AWS_* in the environment,\n"
+                                             "~/.aws/credentials or the instance role."),
+    ("retention", C.RetentionSettings, "Disk bounds: incident directories and bundles (never an open incident's) pruned by age\n"
+                                       "and total size, hourly; the store compacted. By hand: railwatch incidents prune --dry-run."),
     ("limits", C.LimitsConfig, "Resource bounds of the daemon."),
     ("state", C.StateConfig, "The incident store, tail positions and bundles. Relative paths are from this file's directory."),
 ]

@@ -43,6 +43,7 @@ class Incident:
     resolved_reason: str = ""  # "quiet", "manual"
     host: str = ""
     bundle_path: str = ""
+    bundle_url: str = ""  # a pre-signed link to the uploaded bundle, set when a payload is sent (bundle store)
     finding: Dict[str, Any] = field(default_factory=dict)  # the latest finding, scrubbed (Finding.to_dict shape)
     redactions: Dict[str, int] = field(default_factory=dict)
     test: bool = False

@@ -444,6 +444,28 @@ class IncidentStore:
         )
         return [OutboxRow(*r) for r in rows]
 
+    def probe_row(self, sink: str) -> Optional[OutboxRow]:
+        """The oldest pending row of ``sink`` that already failed (due or not), in incident order:
+        what the deliverer tries to learn whether a down sink is back."""
+        rows = self._query(
+            "SELECT * FROM outbox o WHERE o.sink = ? AND o.delivered_at IS NULL AND o.gave_up_at IS NULL AND o.attempts > 0"
+            " AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.sink = o.sink AND p.incident_id = o.incident_id"
+            " AND p.id < o.id AND p.delivered_at IS NULL AND p.gave_up_at IS NULL) ORDER BY o.id LIMIT 1",
+            (sink,),
+        )
+        return OutboxRow(*rows[0]) if rows else None
+
+    def hasten(self, sink: str, now: float, spacing: float) -> int:
+        """Make the pending rows of ``sink`` that are waiting out a backoff due now, ``spacing`` s
+        apart, oldest first (the sink is back). Rows never tried (held back by the storm limit) keep their time."""
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM outbox WHERE sink = ? AND delivered_at IS NULL AND gave_up_at IS NULL AND attempts > 0"
+                " AND next_attempt_at > ? ORDER BY id", (sink, now))]
+            db.executemany("UPDATE outbox SET next_attempt_at = ? WHERE id = ?",
+                           [(now + i * spacing, row_id) for i, row_id in enumerate(ids)])
+        return len(ids)
+
     def outbox_for(self, incident_id: Optional[str] = None, pending_only: bool = False) -> List[OutboxRow]:
         where, args = [], []  # type: List[str], List[Any]
         if incident_id is not None:
@@ -476,6 +498,35 @@ class IncidentStore:
             "SELECT * FROM outbox WHERE incident_id = ? AND sink = ? ORDER BY id DESC LIMIT 1", (incident_id, sink)
         )
         return OutboxRow(*rows[0]) if rows else None
+
+    # ------------------------------------------------------------------ retention
+
+    def delete_resolved_before(self, cutoff: float, dry_run: bool = False) -> int:
+        """Delete incidents resolved before ``cutoff`` with their updates and outbox rows, keeping the
+        latest incident of each fingerprint and any incident with an update still pending. Returns how many."""
+        where = ("status = 'resolved' AND resolved_at < ? AND id NOT IN (SELECT incident_id FROM outbox"
+                 " WHERE delivered_at IS NULL AND gave_up_at IS NULL) AND recurrence < (SELECT MAX(recurrence)"
+                 " FROM incidents l WHERE l.fingerprint = incidents.fingerprint)")
+        with self.transaction() as db:
+            ids = [r[0] for r in db.execute(f"SELECT id FROM incidents WHERE {where}", (cutoff,))]
+            if ids and not dry_run:
+                rows = [(i,) for i in ids]
+                db.executemany("DELETE FROM outbox WHERE incident_id = ?", rows)
+                db.executemany("DELETE FROM incident_updates WHERE incident_id = ?", rows)
+                db.executemany("DELETE FROM incidents WHERE id = ?", rows)
+                db.executemany("DELETE FROM checkpoints WHERE key = ?", [("bundle:" + i,) for i in ids])
+        return len(ids)
+
+    def vacuum(self) -> None:
+        """Compact the file (space freed by pruning goes back to the disk) and truncate the WAL."""
+        with self._lock:
+            try:
+                db = self._connection()
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                db.execute("VACUUM")
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise _wrap(self.path, exc) from exc
 
     # ------------------------------------------------------------------ checkpoints
 

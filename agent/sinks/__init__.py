@@ -14,13 +14,15 @@ verification cannot be turned off):
 
     directory     path ("" = <state dir>/incidents)
     webhook       url (required), secret, attach_bundle (false), headers {}
-    pagerduty     routing_key (required, 32 chars), url, source, component, group, bundle_url, client_url
+    pagerduty     routing_key (required, 32 chars), url, source, component, group, bundle_url, client_url,
+                  dedup_scope ("host": <fingerprint>@<host>, or "fleet")
     alertmanager  url or urls (required), runbook_url, generator_url, bundle_url, labels {}, headers {},
                   expire_after (900 s), refresh_interval (60 s)
     slack         url (required), bundle_url, mention
 
 ``bundle_url`` is a template (``{id}``, ``{fingerprint}``, ``{host}``) for where the
-operator publishes bundles; without it, sinks name the bundle by host and path.
+operator publishes bundles; a bundle store's pre-signed link (``Incident.bundle_url``)
+takes precedence; without either, sinks name the bundle by host and path.
 """
 from __future__ import annotations
 

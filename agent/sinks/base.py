@@ -15,6 +15,8 @@ never the URL (a Slack webhook URL is itself the secret).
 """
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 import os
 from dataclasses import dataclass
@@ -123,7 +125,7 @@ class HttpSink:
             return DeliveryResult.retry("connection failed")
         except requests.exceptions.RequestException as exc:
             return DeliveryResult.retry(f"request failed ({type(exc).__name__})")
-        result = classify(response.status_code, response.headers, _body_text(response))
+        result = classify(response.status_code, response.headers, _body_text(response), now=self.clock.now())
         result.detail = self.mask(result.detail)  # a target may echo the key or URL back
         return result
 
@@ -133,24 +135,36 @@ class HttpSink:
         return self.post(url, to_json(obj), h)
 
 
-def classify(status: int, headers: Mapping[str, str], body: str) -> DeliveryResult:
+def classify(status: int, headers: Mapping[str, str], body: str, now: Optional[float] = None) -> DeliveryResult:
     """HTTP status -> outcome: 2xx accepted; 408/425/429/5xx retry; other 4xx (and 3xx) permanent."""
     snippet = scrub(" ".join(body.split())[:200])[0]
     detail = f"HTTP {status}" + (f": {snippet}" if snippet else "")
     if 200 <= status < 300:
         return DeliveryResult.ok(detail)
     if status in (408, 425, 429) or status >= 500:
-        return DeliveryResult.retry(detail, _retry_after(headers.get("Retry-After")))
+        return DeliveryResult.retry(detail, retry_after_seconds(headers.get("Retry-After"), now))
     return DeliveryResult.permanent(detail)
 
 
-def _retry_after(value: Optional[str]) -> Optional[float]:
+def retry_after_seconds(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """A Retry-After header in seconds: delta-seconds ("120") or an HTTP-date (RFC 9110 §10.2.3),
+    the latter counted from ``now`` (the sink's clock); None when absent or unreadable."""
     if not value:
         return None
+    value = value.strip()
     try:
         return max(0.0, float(value))
-    except ValueError:  # an HTTP-date: the normal backoff applies (no wall clock read here)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
         return None
+    if when is None or now is None:
+        return None
+    if when.tzinfo is None:  # an HTTP-date is always GMT
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, when.timestamp() - now)
 
 
 def _body_text(response: Any) -> str:
@@ -186,7 +200,9 @@ def subject_text(inc: Incident) -> str:
 
 
 def bundle_link(inc: Incident, template: Optional[str]) -> str:
-    """A URL for the bundle if the operator publishes bundles somewhere, else ''."""
+    """A URL for the bundle: the bundle store's pre-signed link, else the operator's template, else ''."""
+    if inc.bundle_url:
+        return inc.bundle_url
     if not template or not inc.bundle_path:
         return ""
     return template.format(id=inc.id, fingerprint=inc.fingerprint, host=inc.host)

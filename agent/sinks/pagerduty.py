@@ -5,8 +5,12 @@
      "payload": {"summary" (≤1024), "source", "severity", "timestamp", "component", "group",
                  "class", "custom_details"}, "links": [...], "client", "client_url"}
 
-``dedup_key`` is the incident fingerprint (detector + subject, no host), so every agent
-reporting the same bug lands on the same PagerDuty alert. Severity: critical ->
+``dedup_key`` is per host: ``<fingerprint>@<host>`` (``dedup_scope = "host"``, the default),
+so each agent's alert triggers and resolves on its own and one host resolving can never
+end the alert of a host that still has the bug. The fingerprint is in
+``custom_details.fingerprint`` (and ``payload.class``/``component``) for PagerDuty's alert
+grouping to put a fleet's alerts for one bug in one incident (README, "Fleets").
+``dedup_scope = "fleet"`` keeps the old shared key: only for a single host. Severity: critical ->
 critical, warning -> warning, a test -> info. PagerDuty takes no attachments: the
 bundle is linked when ``bundle_url`` is set, else its path on the host is in
 ``custom_details``. Payloads stay far below the 512 KB limit (evidence is capped).
@@ -50,6 +54,7 @@ class PagerDutySettings(HttpSettings):
     group: str = setting("")
     bundle_url: str = setting("")  # template: {id}, {fingerprint}, {host}
     client_url: str = setting("")
+    dedup_scope: str = setting("host", choices=("host", "fleet"))  # "fleet": one alert shared by all hosts (single host only)
 
     CHECKS = dict(HTTP_CHECKS, routing_key=routing_key_problem, url=http_url, client_url=optional_url)
 
@@ -60,11 +65,11 @@ class PagerDutySink(HttpSink):
     @classmethod
     def from_settings(cls, name: str, s: PagerDutySettings, session: Any = None, clock: Optional[Clock] = None) -> "PagerDutySink":
         optional = {k: getattr(s, k) or None for k in ("source", "component", "group", "bundle_url", "client_url")}
-        return cls(name, s.routing_key, url=s.url, **optional, **s.http(session, clock))
+        return cls(name, s.routing_key, url=s.url, dedup_scope=s.dedup_scope, **optional, **s.http(session, clock))
 
     def __init__(self, name: str, routing_key: str, url: str = EVENTS_URL, source: Optional[str] = None,
                  component: Optional[str] = None, group: Optional[str] = None, bundle_url: Optional[str] = None,
-                 client_url: Optional[str] = None, session: Any = None, clock: Optional[Clock] = None,
+                 client_url: Optional[str] = None, dedup_scope: str = "host", session: Any = None, clock: Optional[Clock] = None,
                  timeout: float = DEFAULT_TIMEOUT, verify: Union[bool, str] = True) -> None:
         super().__init__(name, session=session, clock=clock, timeout=timeout, verify=verify)
         self.routing_key = routing_key
@@ -75,15 +80,25 @@ class PagerDutySink(HttpSink):
         self.group = group
         self.bundle_url = bundle_url
         self.client_url = client_url
+        self.dedup_scope = dedup_scope
+
+    def dedup_key(self, update: IncidentUpdate) -> str:
+        """One alert per (bug, host): a host's resolve ends its own alert only."""
+        inc = update.incident
+        if self.dedup_scope == "fleet" or not inc.host:
+            return inc.fingerprint[:MAX_DEDUP_KEY]
+        host = inc.host[:MAX_DEDUP_KEY - len(inc.fingerprint) - 1]
+        return f"{inc.fingerprint}@{host}"[:MAX_DEDUP_KEY]
 
     def event(self, update: IncidentUpdate) -> Dict[str, Any]:
         inc = update.incident
-        dedup_key = inc.fingerprint[:MAX_DEDUP_KEY]
+        dedup_key = self.dedup_key(update)
         if update.kind == "resolve":
             return {"routing_key": self.routing_key, "event_action": "resolve", "dedup_key": dedup_key}
         t = triage(inc)
         details: Dict[str, Any] = {
             "incident_id": inc.id,
+            "fingerprint": inc.fingerprint,
             "detector": inc.detector,
             "subject": inc.subject,
             "count": inc.count,

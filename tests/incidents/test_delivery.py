@@ -68,7 +68,7 @@ def test_a_sink_down_for_ten_minutes_gets_all_three_incidents_once_each_after_an
     assert store.outbox_for(pending_only=True) == []
     ids = sorted(u.incident.id for u in fired)
     assert sorted(r.json["incident"]["id"] for r in hook.received) == ids
-    assert sorted(r.json["dedup_key"] for r in pager.received) == sorted(u.incident.fingerprint for u in fired)
+    assert sorted(r.json["dedup_key"] for r in pager.received) == sorted(u.incident.fingerprint + "@web-1" for u in fired)
     assert hook.violations == [] and pager.violations == []
 
 

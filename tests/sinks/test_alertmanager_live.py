@@ -98,7 +98,7 @@ def _agent(tmp_path, name, host, clock, am_url, pd_url):
     return IncidentManager(store, clock, list(sinks), host=host), Deliverer(store, sinks, clock)
 
 
-def test_two_agents_reporting_the_same_bug_make_one_alert_group_and_one_dedup_key(tmp_path, alertmanager, target, targets):
+def test_two_agents_reporting_the_same_bug_make_one_alert_group_and_a_dedup_key_per_host(tmp_path, alertmanager, target, targets):
     clock = FakeClock(start=Clock().now())  # Alertmanager compares endsAt with its own clock
     pd = target("pagerduty")
     finding = targets.make_finding(detector="pool_exhaustion", subject={"pool": "primary", "endpoint": "OrdersController#create"})
@@ -112,7 +112,9 @@ def test_two_agents_reporting_the_same_bug_make_one_alert_group_and_one_dedup_ke
         assert alert["status"]["state"] == "active"
         assert alert["labels"]["pool"] == "primary" and alert["labels"]["endpoint"] == "OrdersController#create"
         assert alert["labels"]["fingerprint"] == finding.fingerprint
-    assert [r.json["dedup_key"] for r in pd.received] == [finding.fingerprint] * 2
+    assert [r.json["dedup_key"] for r in pd.received] == [finding.fingerprint + "@web-1.example.internal",
+                                                          finding.fingerprint + "@web-2.example.internal"]
+    assert {r.json["payload"]["custom_details"]["fingerprint"] for r in pd.received} == {finding.fingerprint}
     assert pd.violations == []
 
 
@@ -131,6 +133,17 @@ def test_one_host_resolving_leaves_the_other_hosts_alert_firing(tmp_path, alertm
     deliverer.run_once()
     (group,) = _railwatch_groups(alertmanager)
     assert [a["labels"]["host"] for a in group["alerts"]] == ["web-2"]
+    assert pagerduty_alerts(pd.received) == {finding.fingerprint + "@web-1": "resolved",
+                                             finding.fingerprint + "@web-2": "triggered"}
+
+
+def pagerduty_alerts(events):
+    """What PagerDuty makes of Events API v2 events: each dedup_key's alert state, last event wins."""
+    state = {}
+    for req in events:
+        ev = req.json
+        state[ev["dedup_key"]] = {"trigger": "triggered", "resolve": "resolved"}.get(ev["event_action"], ev["event_action"])
+    return state
 
 
 def test_resolve_sets_ends_at_and_the_alert_leaves_the_active_groups(tmp_path, alertmanager, target, targets):

@@ -19,7 +19,7 @@ def test_trigger_carries_dedup_key_severity_and_details_in_the_documented_shape(
     (req,) = pd.received
     assert pd.violations == []
     ev = req.json
-    assert ev["event_action"] == "trigger" and ev["dedup_key"] == update.incident.fingerprint
+    assert ev["event_action"] == "trigger" and ev["dedup_key"] == update.incident.fingerprint + "@web-1"
     assert ev["payload"]["severity"] == "critical" and ev["payload"]["source"] == "web-1"
     assert ev["payload"]["custom_details"]["likely_cause"].startswith("More Puma threads")
     assert ev["payload"]["custom_details"]["incident_id"] == update.incident.id
@@ -30,7 +30,7 @@ def test_resolve_is_a_bare_resolve_event_with_the_same_dedup_key(tmp_path, targe
     update = targets.make_update(str(tmp_path / "s"))
     closing = IncidentUpdate(kind="resolve", incident=update.incident, at=update.at)
     assert sink(pd.url).deliver(closing).accepted
-    assert pd.received[0].json == {"routing_key": KEY, "event_action": "resolve", "dedup_key": update.incident.fingerprint}
+    assert pd.received[0].json == {"routing_key": KEY, "event_action": "resolve", "dedup_key": update.incident.fingerprint + "@web-1"}
 
 
 def test_a_long_title_is_cut_to_the_1024_character_summary_limit(tmp_path, target, targets):

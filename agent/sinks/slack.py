@@ -4,11 +4,24 @@
 
 Limits respected (api.slack.com): at most 50 blocks, a header's plain text at most 150
 characters, a section's text at most 3000. Webhooks cannot upload files: the bundle is
-linked (``bundle_url``) or named by host and path. The webhook URL is the secret; it is
-never logged or echoed.
+linked (the bundle store's pre-signed link, ``bundle_url``) or named by host and path.
+
+With a bot token (``bot_token``, scope ``files:write``) and ``channel_id``, a new or
+escalated incident's bundle is also uploaded into the channel with Slack's external
+upload API, after the message (the page never waits for it):
+
+    POST {api}/files.getUploadURLExternal  filename, length      -> upload_url, file_id
+    POST upload_url                        the bundle's bytes    -> 200
+    POST {api}/files.completeUploadExternal {"files": [{"id", "title"}], "channel_id", "initial_comment"}
+
+An upload that fails is logged and the message's link (or host path) stands in for it:
+the message was delivered, so the update is not retried for the file. The webhook URL and
+the token are secrets, never logged or echoed.
 """
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Union
 
@@ -21,7 +34,11 @@ from agent.sinks.base import (
 )
 from agent.timeparse import to_iso
 
+log = logging.getLogger("railwatch.sinks.slack")
+
 MAX_HEADER = 150
+MAX_UPLOAD = 50 << 20  # a bundle is at most 10 MB by default; Slack accepts far more
+SLACK_API = "https://slack.com/api"
 MAX_SECTION = 3000
 MAX_EVIDENCE = 3
 ICONS = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "resolve": ":white_check_mark:", "test": ":test_tube:"}
@@ -40,8 +57,11 @@ class SlackSettings(HttpSettings):
     url: str = setting("", required=True, secret=True)  # the incoming webhook URL is the credential
     bundle_url: str = setting("")  # template: {id}, {fingerprint}, {host}
     mention: str = setting("")  # e.g. "<!here>" on critical triggers
+    bot_token: str = setting("", secret=True)  # xoxb-… with files:write: upload the bundle into channel_id
+    channel_id: str = setting("")  # C0123456789: where the bundle is uploaded (with bot_token)
+    api_url: str = setting(SLACK_API)  # Slack's Web API base (a test double in tests)
 
-    CHECKS = dict(HTTP_CHECKS, url=http_url)
+    CHECKS = dict(HTTP_CHECKS, url=http_url, api_url=http_url)
 
 
 class SlackSink(HttpSink):
@@ -49,16 +69,20 @@ class SlackSink(HttpSink):
 
     @classmethod
     def from_settings(cls, name: str, s: SlackSettings, session: Any = None, clock: Optional[Clock] = None) -> "SlackSink":
-        return cls(name, s.url, bundle_url=s.bundle_url or None, mention=s.mention or None, **s.http(session, clock))
+        return cls(name, s.url, bundle_url=s.bundle_url or None, mention=s.mention or None, bot_token=s.bot_token,
+                   channel_id=s.channel_id, api_url=s.api_url, **s.http(session, clock))
 
     def __init__(self, name: str, url: str, bundle_url: Optional[str] = None, mention: Optional[str] = None,
                  session: Any = None, clock: Optional[Clock] = None, timeout: float = DEFAULT_TIMEOUT,
-                 verify: Union[bool, str] = True) -> None:
+                 verify: Union[bool, str] = True, bot_token: str = "", channel_id: str = "", api_url: str = SLACK_API) -> None:
         super().__init__(name, session=session, clock=clock, timeout=timeout, verify=verify)
         self.url = url
         self.secrets += [url] + [p for p in url.split("/")[3:] if len(p) >= 8]  # the webhook URL is the credential
         self.bundle_url = bundle_url
         self.mention = mention  # e.g. "<!here>" on critical triggers
+        self.bot_token, self.channel_id, self.api_url = bot_token, channel_id, api_url.rstrip("/")
+        if bot_token:
+            self.secrets.append(bot_token)
 
     def message(self, update: IncidentUpdate) -> Dict[str, Any]:
         inc = update.incident
@@ -101,7 +125,53 @@ class SlackSink(HttpSink):
         return {"text": _cut(f"{prefix}{icon} {title}".strip(), MAX_SECTION), "blocks": blocks[:50]}
 
     def deliver(self, update: IncidentUpdate) -> DeliveryResult:
-        return self.post_json(self.url, self.message(update))
+        result = self.post_json(self.url, self.message(update))
+        if result.accepted and self.bot_token and self.channel_id and update.firing and not update.incident.test:
+            problem = self.upload_bundle(update)
+            if problem:
+                log.warning("slack sink %s: bundle upload failed (%s); the message links it instead", self.name, problem)
+                result.detail = f"{result.detail}; bundle upload failed: {problem}".lstrip("; ")
+        return result
+
+    def upload_bundle(self, update: IncidentUpdate) -> str:
+        """Upload the incident's bundle into ``channel_id``; "" when done, else what went wrong."""
+        path = update.incident.bundle_path
+        if not path or not os.path.isfile(path):
+            return "no bundle on disk yet"
+        size = os.path.getsize(path)
+        if size > MAX_UPLOAD:
+            return f"bundle of {size} bytes is over {MAX_UPLOAD} bytes"
+        auth = {"Authorization": f"Bearer {self.bot_token}"}
+        name = f"railwatch-{update.incident.id}.tar.gz"
+        step = self._call("files.getUploadURLExternal", auth, data={"filename": name, "length": str(size)})
+        if isinstance(step, str):
+            return step
+        with open(path, "rb") as fh:
+            sent = self.post(step["upload_url"], fh.read(), {"Content-Type": "application/octet-stream"})
+        if not sent.accepted:
+            return f"upload: {sent.detail}"
+        done = self._call("files.completeUploadExternal", auth, json_body={
+            "files": [{"id": step["file_id"], "title": f"railwatch diagnostic bundle: {headline(update)}"[:250]}],
+            "channel_id": self.channel_id,
+            "initial_comment": f"Diagnostic bundle for railwatch incident `{update.incident.id}`",
+        })
+        return done if isinstance(done, str) else ""
+
+    def _call(self, method: str, auth: Dict[str, str], data: Optional[Dict[str, str]] = None,
+              json_body: Optional[Dict[str, Any]] = None) -> Union[str, Dict[str, Any]]:
+        """One Web API call: its JSON on ``"ok": true``, else a one-line reason (token masked)."""
+        import requests
+
+        try:
+            r = self.session.post(f"{self.api_url}/{method}", data=data, json=json_body, headers=auth,
+                                  timeout=self.timeout, verify=self.verify, allow_redirects=False)
+            body = r.json()
+        except (requests.exceptions.RequestException, ValueError) as exc:
+            return self.mask(f"{method}: {type(exc).__name__}")
+        if r.status_code != 200 or not isinstance(body, dict) or not body.get("ok"):
+            error = body.get("error", "") if isinstance(body, dict) else ""
+            return self.mask(f"{method}: HTTP {r.status_code} {error}".strip())
+        return body
 
     def dry_run(self) -> DeliveryResult:
         return DeliveryResult.ok("configuration valid (a webhook cannot be probed without posting; use test-incident)")

@@ -215,7 +215,8 @@ def pool_test(inc: Incident, facts: AppFacts, rspec: bool) -> str:
         "FILL IN: data the endpoint needs; the test runs outside transactions (threads need their own connections).",
     ])
     p = holder or "/FILL_IN_PATH"
-    fire = f"""app = Rails.application
+    fire = f"""ActiveRecord::Base.connection_pool.release_connection # this thread's own must not count against the pool
+    app = Rails.application
     statuses = Array.new(CONCURRENCY)
     timeouts = Queue.new
     threads = Array.new(CONCURRENCY) do |i|

@@ -123,7 +123,8 @@ class FixVerifier:
         self.o = options or VerifyOptions()
         self.watches: Dict[str, Watch] = {}
         self._history = _Rings()
-        self._sql: "OrderedDict[str, List[Sql]]" = OrderedDict()  # request id -> its statements so far
+        # request id -> [statements so far, single-row loads per SQL shape]; counts only, never the text
+        self._sql: "OrderedDict[str, Tuple[List[int], Dict[str, int]]]" = OrderedDict()
         self._done: List[VerifyResult] = []
         self.high_water: Optional[float] = None
 
@@ -165,21 +166,24 @@ class FixVerifier:
     def _on_sql(self, e: Sql) -> None:
         if not e.request_id or e.cached:
             return
-        stmts = self._sql.get(e.request_id)
-        if stmts is None:
-            stmts = self._sql[e.request_id] = []
+        seen = self._sql.get(e.request_id)
+        if seen is None:
+            seen = self._sql[e.request_id] = ([0], {})
             if len(self._sql) > MAX_PENDING_REQUESTS:
                 self._sql.popitem(last=False)
-        stmts.append(e)
+        seen[0][0] += 1
+        sh = shape(e.sql)
+        if sh.kind == "load" and sh.in_list_max <= 1:  # batched loads (IN (…) of many) are never a repeat
+            seen[1][sh.fingerprint] = seen[1].get(sh.fingerprint, 0) + 1
 
     def _on_request(self, e: Request) -> None:
         assert e.ts is not None
-        stmts = self._sql.pop(e.request_id, None) if e.request_id else None
+        seen = self._sql.pop(e.request_id, None) if e.request_id else None
         queries: Optional[int] = None
         repeats: Optional[int] = None
-        if stmts:
-            queries = len(stmts)
-            repeats = _worst_repetition(stmts)
+        if seen:
+            queries = seen[0][0]
+            repeats = max(seen[1].values(), default=0)  # the most times one single-row lookup shape ran
         elif e.queries is not None:
             queries = e.queries - (e.cached or 0)
         self._history.add(("requests", ""), e.ts, 1)
@@ -311,17 +315,6 @@ class FixVerifier:
         span = max(float(getattr(inc, "last_seen", 0.0)) - float(getattr(inc, "first_seen", 0.0)), 60.0) / 60.0
         errors = details.get("errors") or getattr(inc, "count", 0)
         return {"timeouts_per_min": round(float(errors) / span, 2) if errors else None, "from": "incident"}
-
-
-def _worst_repetition(stmts: List[Sql]) -> int:
-    """The most times one single-row lookup shape ran in the request (batched loads never count)."""
-    counts: Dict[str, int] = {}
-    for s in stmts:
-        sh = shape(s.sql)
-        if sh.kind != "load" or sh.in_list_max > 1:
-            continue
-        counts[sh.fingerprint] = counts.get(sh.fingerprint, 0) + 1
-    return max(counts.values(), default=0)
 
 
 def _same_error(wanted: str, seen: str) -> bool:

@@ -121,3 +121,26 @@ def test_a_new_revision_file_in_the_app_root_verifies_the_fix(tmp_path: Path):
         os.utime(app / "REVISION", (marker, marker))
 
     _assert_fixed(_run(tmp_path, deploy), "2222222")
+
+
+def test_a_restart_after_the_marker_keeps_verifying_from_the_stored_state(tmp_path: Path):
+    before, after, marker = _split()
+    log = tmp_path / "production.log"
+    log.write_text("".join(before))
+    d = _daemon(tmp_path, log)
+    try:
+        _turns(d)
+        write_marker(str(tmp_path / "state"), "v3", marker)
+        _turns(d, 3)
+        assert _n1(d).verification["status"] == "verifying"
+    finally:
+        d.shutdown()
+    with open(log, "a") as fh:
+        fh.write("".join(after))
+    d = _daemon(tmp_path, log)  # no pre-marker history in memory now: the stored "before" is used
+    try:
+        _turns(d)
+        inc = _n1(d)
+        assert inc.resolved_reason == "fixed in v3" and inc.verification["before"]["queries_per_request"] == 31
+    finally:
+        d.shutdown()

@@ -188,11 +188,12 @@ class _Progress:
 
 def _register_subcommands() -> None:
     from agent.cli_daemon import config, run
+    from agent.cli_deploy import deploy
     from agent.cli_incidents import bundle, incidents, test_incident
     from agent.cli_ops import demo, doctor, init_config
     from agent.cli_status import status
 
-    for command in (run, config, incidents, bundle, test_incident, doctor, demo, init_config, status):
+    for command in (run, config, incidents, bundle, test_incident, doctor, demo, init_config, status, deploy):
         cli.add_command(command)
 
 

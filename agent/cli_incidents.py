@@ -184,6 +184,8 @@ def show_cmd(state_dir: str, incident_id: str, as_json: bool) -> None:
                f"  opened     {to_iso(inc.opened_at)} on {inc.host}"]
         if inc.resolved_at:
             out.append(f"  resolved   {to_iso(inc.resolved_at)} ({inc.resolved_reason})")
+        if inc.verification:
+            out.append(f"  verified   {inc.verification.get('summary') or inc.verification.get('status')}")
         if inc.previous_id:
             out.append(f"  recurrence #{inc.recurrence} of this problem; previous {inc.previous_id}")
         out += [f"  bundle     {inc.bundle_path or '-'}", "", f"  summary    {t.get('summary', '')}"]

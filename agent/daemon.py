@@ -167,6 +167,9 @@ class Daemon:
         # the upload is queued first, so the pages after it find the link when it lands quickly
         queued = ([self.bundle_store.name] if self.bundle_store else []) + list(self.sinks)
         self.manager = IncidentManager(self.store, self.clock, queued, settings=c.incidents, bundler=bundler, host=host)
+        from agent.incidents.verify_driver import FixVerification
+
+        self.verification = FixVerification(self.manager, c.state.dir, c.app.root or "")  # fix verification on deploys
         self.delivery = DeliveryThread(Deliverer(self.store, self.sinks, self.clock, bundle_store=self.bundle_store,
                                                  **c.delivery.deliverer_args()), self.store, self.metrics, self.clock)
         if self.bundle_store is not None:  # a refused credential shows in /healthz at once, not at the first incident
@@ -190,7 +193,8 @@ class Daemon:
         address = self.config.metrics.address
         if address is None:
             return
-        server = MetricsServer(self.registry, self.health, *address, details=self.health_details)
+        server = MetricsServer(self.registry, self.health, *address, details=self.health_details,
+                               post=lambda path, body: self.verification.http_post(path, body))
         host, port = server.start()  # OSError (address in use) is a setup error
         self.server = server
         log.info("metrics on http://%s:%d/metrics, health on /healthz", host, port)
@@ -286,6 +290,7 @@ class Daemon:
         if now >= self._next_tick:
             self._next_tick = now + TICK_S
             self._observe_updates(self.manager.tick())
+            self._observe_updates(self.verification.tick(self._event_now()))
             self._refresh_metrics()
         if now >= getattr(self, "_next_prune", 0.0):
             self._next_prune = now + PRUNE_S
@@ -316,6 +321,9 @@ class Daemon:
         for e in events:
             counts[e.kind] = counts.get(e.kind, 0) + 1
         findings = self.pipeline.feed_batch(events)
+        verification = getattr(self, "verification", None)
+        if verification is not None:  # fix verification watches the same events
+            verification.feed(events)
         if self.pipeline.high_water != self._hw:
             self._hw, self._hw_at = self.pipeline.high_water, self.clock.monotonic()
         return findings
@@ -328,6 +336,12 @@ class Daemon:
             except queue.Empty:
                 break
         return out
+
+    def _event_now(self) -> Optional[float]:
+        """Event time now: the newest event's time plus the wall time since it arrived (None before any)."""
+        if self._hw is None:
+            return None
+        return self._hw + (self.clock.monotonic() - self._hw_at) - REORDER_SLACK_S
 
     def _flush(self, final: bool = False) -> List[Finding]:
         if final:

@@ -129,8 +129,10 @@ class MetricsServer:
     """``/metrics`` and ``/healthz`` on one HTTP listener, served from a daemon thread."""
 
     def __init__(self, registry: CollectorRegistry, health: Health, host: str = "127.0.0.1", port: int = 19394,
-                 details: Optional[Callable[[], Dict[str, object]]] = None) -> None:
+                 details: Optional[Callable[[], Dict[str, object]]] = None,
+                 post: Optional[Callable[[str, bytes], Tuple[int, Dict[str, object]]]] = None) -> None:
         self.registry = registry
+        self.post = post  # POST handler (path, body) -> (status, JSON doc): the daemon's /deploy
         self.health = health
         self.details = details
         self._server: Optional[ThreadingHTTPServer] = None
@@ -139,7 +141,7 @@ class MetricsServer:
 
     def start(self) -> Tuple[str, int]:
         """Bind and serve; raises OSError when the address is taken."""
-        registry, health, details = self.registry, self.health, self.details
+        registry, health, details, post = self.registry, self.health, self.details, self.post
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
@@ -164,6 +166,18 @@ class MetricsServer:
                     self._send(503 if status == "failing" else 200, body, "application/json")
                 else:
                     self._send(404, b"not found: try /metrics or /healthz\n", "text/plain")
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                try:
+                    length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
+                except ValueError:
+                    length = 0
+                body = self.rfile.read(length) if length > 0 else b""
+                if post is None:
+                    self._send(404, b"not found\n", "text/plain")
+                    return
+                status, doc = post(self.path.split("?", 1)[0], body)
+                self._send(status, json.dumps(doc).encode(), "application/json")
 
             def _send(self, status: int, body: bytes, content_type: str, gzipped: bool = False) -> None:
                 self.send_response(status)

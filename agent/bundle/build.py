@@ -35,6 +35,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from agent import __version__
 from agent.bundle.evidence import evidence_files
 from agent.bundle.processes import snapshot_processes
+from agent.bundle.regression_tests import regression_tests
 from agent.bundle.triage_md import render_triage
 from agent.clock import Clock
 from agent.fsutil import atomic_private, private_dir_below, refuse_symlink, write_private
@@ -130,6 +131,7 @@ class BundleBuilder:
             refuse_symlink(beside)  # like the bundle: never written through a symlink
             write_private(beside, files[1][1])
         files += [(name, clean(text).encode("utf-8")) for name, text in ev_files]
+        files += [(name, clean(text).encode("utf-8")) for name, text in regression_tests(incident, self.facts)]
         if "processes" in snap:
             files.append(("snapshots/processes.json", clean_json(snap["processes"])))
         if "host" in snap:

@@ -72,9 +72,27 @@ def _review_template(inc: Incident, t: Dict[str, Any], facts: AppFacts) -> List[
         f"- **Detection**: railwatch `{inc.detector}` opened the incident at {to_iso(inc.opened_at)}",
         f"- **Trigger**: {deploy}",
         f"- **Root cause**: {t.get('likely_cause') or '_to determine_'} _(confirm)_",
-        "- **Resolution**: _what was done, by whom, when_",
+        f"- **Resolution**: {_resolution(inc)}",
+        f"- **Fix verification**: {_verification(inc)}",
         "- **What went well / what did not**: _fill in_",
         "",
         "### Action items",
         "",
     ] + [f"- [ ] {s}" for s in t.get("prevention") or []] + ["- [ ] _owner, due date_", ""]
+
+
+def _resolution(inc: Incident) -> str:
+    v = inc.verification or {}
+    if v.get("status") == "fixed":
+        return f"fixed in `{v.get('revision') or '?'}` (verified by railwatch); _what was changed, by whom_"
+    return "_what was done, by whom, when_"
+
+
+def _verification(inc: Incident) -> str:
+    """The state of the fix verification after a deploy (agent.incidents.verify), in one line."""
+    v = inc.verification or {}
+    if not v:
+        return "_no deploy verified yet: railwatch checks the next deploy (`railwatch deploy --revision R`)_"
+    text = str(v.get("summary") or f"{v.get('status')} on {v.get('revision')}")
+    since = v.get("since")
+    return text + (f" (traffic since the deploy marker at {to_iso(float(since))})" if since else "")

@@ -52,6 +52,12 @@ class LifecycleSettings:
     rate_limit: int = setting(20, min=1)  # opening notifications per rate_window, all fingerprints together
     rate_window: float = setting(600.0, above=0.0)
     max_evidence: int = setting(25, min=1)  # evidence lines kept per incident
+    # fix verification after a deploy marker (agent.incidents.verify)
+    verify_min_traffic: int = setting(20, min=1)  # requests to the endpoint / runs of the job after the deploy
+    verify_still_share: float = setting(0.1, min=0.0, max=1.0)  # share of that traffic still showing the signal: not fixed
+    verify_wait_s: float = setting(300.0, above=0.0)  # then "too little traffic so far" (still watching)
+    verify_timeout_s: float = setting(3600.0, above=0.0)  # then "not verified: too little traffic"
+    verify_recent_s: float = setting(86400.0, min=0.0)  # incidents resolved this recently are verified too
 
     def quiet_for(self, detector: str) -> float:
         return float(self.quiet_periods.get(detector, self.quiet_period))
@@ -179,6 +185,36 @@ class IncidentManager:
     def _resolve(self, inc: Incident, now: float, reason: str) -> IncidentUpdate:
         inc.status, inc.resolved_at, inc.resolved_reason, inc.updated_at = "resolved", now, reason, now
         return self._notify(inc, RESOLVE, now, opening=False)
+
+    def record_verification(self, incident_id: str, verification: Dict[str, object]) -> Optional[IncidentUpdate]:
+        """Store a fix verification (agent.incidents.verify) on the incident and tell the sinks when it is
+        decided: "fixed" resolves it (reason "fixed in R"), "not_fixed" escalates it (reopened if it had
+        resolved); other states are stored only. The bundle is rebuilt so triage.md carries it."""
+        inc = self.store.get_incident(incident_id)
+        if inc is None:
+            return None
+        now = self.clock.now()
+        inc.verification = dict(verification)
+        status, revision = verification.get("status"), str(verification.get("revision") or "the new revision")
+        if status == "fixed":
+            self._bundle(inc)
+            if inc.is_open:
+                return self._resolve(inc, now, f"fixed in {revision}")
+            inc.resolved_reason = f"{inc.resolved_reason}; fixed in {revision}" if inc.resolved_reason else f"fixed in {revision}"
+            return self._notify(inc, RESOLVE, now, opening=False)
+        if status == "not_fixed":
+            previous = inc.severity
+            inc.status, inc.resolved_at, inc.resolved_reason = "open", None, ""
+            inc.last_reported_at = now
+            inc.severity = "critical"
+            marker = f"not fixed by {revision}"
+            if marker not in inc.title:
+                inc.title = f"{inc.title} ({marker})"
+            self._bundle(inc)
+            return self._notify(inc, ESCALATE, now, opening=False, previous_severity=previous)
+        inc.updated_at = now
+        self.store.record(inc, None, [])
+        return None
 
     # ------------------------------------------------------------------ test incidents
 

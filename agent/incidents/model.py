@@ -47,6 +47,9 @@ class Incident:
     finding: Dict[str, Any] = field(default_factory=dict)  # the latest finding, scrubbed (Finding.to_dict shape)
     redactions: Dict[str, int] = field(default_factory=dict)
     test: bool = False
+    # fix verification after a deploy marker (agent.incidents.verify): status, revision, since,
+    # before/after figures, summary; {} when no deploy has been verified against it
+    verification: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:

@@ -11,6 +11,8 @@
 #   RW_REDIS_URL   Sidekiq Redis (default redis://127.0.0.1:6379/5)
 #   RW_DB_POOL, RW_DB_CHECKOUT_TIMEOUT, RW_DB_NAME  (read by config/database.yml)
 #   RW_BULLET      1 (default) enables Bullet (logs N+1 warnings through Rails.logger), 0 disables
+#   RW_FIXED       comma list of bugs the "deploy" fixed (fix verification, regression tests):
+#                  n_plus_one (PostsController#index eager-loads), always_fails (AlwaysFailsJob succeeds)
 
 require "logger"
 require "pathname"
@@ -54,6 +56,7 @@ require "sidekiq"
 require "sidekiq/rails"
 require "bullet" if RW_BULLET
 
+RW_FIXED = ENV.fetch("RW_FIXED", "").split(",").map(&:strip)
 RW_LOG_SETUP = ENV.fetch("RW_LOG_SETUP", "info")
 unless %w[info debug lograge stdout8].include?(RW_LOG_SETUP)
   abort "RW_LOG_SETUP must be one of info, debug, lograge, stdout8 (got #{RW_LOG_SETUP.inspect})"
@@ -232,6 +235,8 @@ end
 class PostsController < ApplicationController
   # N+1: one query for the posts, then one lazy Author load per post.
   def index
+    return index_fixed if RW_FIXED.include?("n_plus_one") # the deploy that fixed it: same action, eager-loaded
+
     posts = Post.order(:id).limit(params.fetch(:limit, 30).to_i)
     rows = posts.map { |post| { id: post.id, title: post.title, author: post.author.name } }
     render json: rows
@@ -308,6 +313,8 @@ class AlwaysFailsJob
   sidekiq_retry_in { |_count, _exception| 1 }
 
   def perform(order_ref)
+    return Post.count if RW_FIXED.include?("always_fails") # the fixed job: the gateway call handled
+
     raise PaymentGatewayError, "gateway returned 502 Bad Gateway for order #{order_ref}"
   end
 end

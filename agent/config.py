@@ -5,7 +5,7 @@
     [tail]           start = "end" | "beginning", poll_interval_s, watch (inotify)
     [detectors.<n>]  enabled = true, plus that detector's Settings fields
     [sinks.<n>]      type = "directory" | "webhook" | "pagerduty" | "alertmanager" | "slack", options
-    [incidents]      the incident lifecycle (quiet_period, cooldown, rate_limit…)
+    [incidents]      the incident lifecycle (quiet_period_s, cooldown_s, rate_limit…)
     [bundle_store]   type = "s3": upload bundles, pre-signed links in every payload (agent.bundle.remote)
     [retention]      pruning incident directories/bundles by age and size, store vacuum (agent.incidents.prune)
     [delivery]       outbox retries: backoff cap, probe interval of a down sink, recovery rate

@@ -39,13 +39,14 @@ class Bounds:
     choices: Tuple[Any, ...] = ()  # the value (or each item of a tuple) must be one of these
     secret: bool = False  # masked by `config show`; never echoed in an error
     required: bool = False  # must be given (a string: non-empty)
+    was: Tuple[str, ...] = ()  # earlier names of the key, still read (with a deprecation warning)
 
 
 def setting(default: Any, *, min: Optional[float] = None, max: Optional[float] = None,
             above: Optional[float] = None, choices: Tuple[Any, ...] = (), secret: bool = False,
-            required: bool = False) -> Any:
+            required: bool = False, was: Tuple[str, ...] = ()) -> Any:
     """A dataclass field with a default and the bounds the validator enforces."""
-    metadata = {BOUNDS_KEY: Bounds(min, max, above, tuple(choices), secret, required)}
+    metadata = {BOUNDS_KEY: Bounds(min, max, above, tuple(choices), secret, required, tuple(was))}
     if isinstance(default, (dict, list)):  # mutable defaults need a factory
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -78,6 +79,7 @@ def table(cls: Any, raw: Any, path: str, errors: List[str], checks: Optional[Dic
     hints = _hints(cls)
     kwargs: Dict[str, Any] = {}
     failed = False
+    raw = renamed_keys(raw, fields, path, errors)
     raw = resolve_secrets(raw, fields, path, errors)
     for key, value in raw.items():
         where = f"{path}.{key}" if path else str(key)
@@ -106,6 +108,35 @@ def table(cls: Any, raw: Any, path: str, errors: List[str], checks: Optional[Dic
         errors.append(f"{path}.{key}: required")
         failed = True
     return None if failed and must else cls(**kwargs)
+
+
+_WARNED_RENAMES: set = set()
+
+
+def renamed_keys(raw: Mapping[str, Any], fields: Mapping[str, Any], path: str, errors: List[str]) -> Dict[str, Any]:
+    """Keys under an earlier name (``cooldown`` for ``cooldown_s``) read as the current one, with
+    one deprecation warning per key and process; both names at once is an error."""
+    old = {o: name for name, f in fields.items() for o in bounds_of(f).was}
+    if not old or not any(k in old for k in raw):
+        return dict(raw)
+    out: Dict[str, Any] = {}
+    for key, value in raw.items():
+        name = old.get(key)
+        if name is None:
+            out[key] = value
+            continue
+        where = f"{path}.{key}" if path else str(key)
+        if name in raw:
+            errors.append(f"{where}: the old name of {name}; set only {name}")
+            continue
+        if where not in _WARNED_RENAMES:
+            _WARNED_RENAMES.add(where)
+            import logging
+
+            logging.getLogger("railwatch.config").warning(
+                "%s is deprecated: call it %s (durations end in _s; the old name is still read)", where, name)
+        out[name] = value
+    return out
 
 
 def resolve_secrets(raw: Mapping[str, Any], fields: Mapping[str, Any], path: str, errors: List[str]) -> Dict[str, Any]:

@@ -85,9 +85,9 @@ SINK_EXAMPLES = [
     ("pager", "PagerDuty Events API v2: trigger on open, resolve on resolve (dedup key = the incident fingerprint).",
      [("type", "pagerduty"), ("routing_key", "0123456789abcdef0123456789abcdef"), ("source", ""), ("component", ""),
       ("group", ""), ("bundle_url", "")]),
-    ("alerts", "Prometheus Alertmanager: one alert per open incident, re-sent every refresh_interval.",
+    ("alerts", "Prometheus Alertmanager: one alert per open incident, re-sent every refresh_interval_s.",
      [("type", "alertmanager"), ("url", "http://127.0.0.1:9093"), ("runbook_url", ""), ("labels", {}),
-      ("expire_after", 900.0), ("refresh_interval", 60.0)]),
+      ("expire_after_s", 900.0), ("refresh_interval_s", 60.0)]),
     ("chat", "A Slack incoming webhook (the URL is the secret).",
      [("type", "slack"), ("url", "https://hooks.slack.com/services/T000/B000/XXXX"), ("mention", ""), ("bundle_url", "")]),
 ]

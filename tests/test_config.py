@@ -39,8 +39,8 @@ url = "https://hooks.example.com/railwatch/T0K3N?sig=abc"
 secret = "hunter2"
 
 [incidents]
-quiet_period = 600
-quiet_periods = {{ pool_exhaustion = 300 }}
+quiet_period_s = "10m"
+quiet_periods_s = {{ pool_exhaustion = 300 }}
 
 [metrics]
 listen = "0.0.0.0:9500"
@@ -87,7 +87,7 @@ def test_a_full_configuration_is_typed_and_paths_are_resolved(tmp_path):
     assert c.detectors["pool_exhaustion"].critical_errors == 5
     assert "n_plus_one" not in c.enabled_detectors and "pool_exhaustion" in c.enabled_detectors
     assert [(s.name, s.type) for s in c.sinks] == [("pager", "pagerduty"), ("hook", "webhook")]
-    assert c.incidents.quiet_for("pool_exhaustion") == 300 and c.incidents.quiet_period == 600
+    assert c.incidents.quiet_for("pool_exhaustion") == 300 and c.incidents.quiet_period_s == 600
     assert c.metrics.address == ("0.0.0.0", 9500)
     assert c.collectors.postgres.enabled and not c.collectors.puma.enabled and c.collectors.psutil.enabled
     assert c.limits.checkpoint_interval_s == 1.5 and c.limits.max_line == 64 * 1024
@@ -271,8 +271,8 @@ def test_every_default_passes_its_own_bounds(cls):
 @pytest.mark.parametrize("where, key, value, message", [
     ("limits", "max_line", 32 << 20, "limits.max_line: expected at most 16777216, got 33554432"),
     ("limits", "flush_interval_s", float("inf"), "limits.flush_interval_s: expected a finite number, got inf"),
-    ("incidents", "quiet_period", float("nan"), "incidents.quiet_period: expected a finite number, got nan"),
-    ("incidents", "quiet_periods", {"n_plus_one": 0}, "incidents.quiet_periods: expected a table of numbers each > 0"),
+    ("incidents", "quiet_period_s", float("nan"), "incidents.quiet_period_s: expected a finite number, got nan"),
+    ("incidents", "quiet_periods_s", {"n_plus_one": 0}, "incidents.quiet_periods_s: expected a table of numbers each > 0"),
     ("incidents", "rate_limit", 0, "incidents.rate_limit: expected at least 1, got 0"),
     ("tail", "poll_interval_s", -1, "tail.poll_interval_s: expected a number > 0, got -1"),
     ("detectors.pool_exhaustion", "critical_share", 1.5, "detectors.pool_exhaustion.critical_share: expected at most 1, got 1.5"),
@@ -300,18 +300,18 @@ def test_a_detector_table_becomes_typed_settings_and_a_list_stays_a_list():
 def test_sinks_are_typed_at_parse_and_their_errors_have_dotted_paths():
     from agent.sinks.webhook import WebhookSettings
 
-    c = parse({"sources": [{"path": "/x.log"}], "sinks": {"hook": {"type": "webhook", "url": "https://e.example/h", "timeout": 3}}})
+    c = parse({"sources": [{"path": "/x.log"}], "sinks": {"hook": {"type": "webhook", "url": "https://e.example/h", "timeout_s": "3s"}}})
     (hook,) = c.sinks
-    assert isinstance(hook.settings, WebhookSettings) and hook.settings.timeout == 3.0
+    assert isinstance(hook.settings, WebhookSettings) and hook.settings.timeout_s == 3.0
     with pytest.raises(ConfigError) as err:
         parse({"sources": [{"path": "/x.log"}], "sinks": {
-            "hook": {"type": "webhook", "url": 5, "timeout": float("inf"), "retries": 3},
-            "am": {"type": "alertmanager", "url": "http://am:9093", "refresh_interval": 900, "expire_after": 600},
+            "hook": {"type": "webhook", "url": 5, "timeout_s": float("inf"), "retries": 3},
+            "am": {"type": "alertmanager", "url": "http://am:9093", "refresh_interval_s": 900, "expire_after_s": 600},
         }})
     assert sorted(err.value.errors) == [
-        "sinks.am.refresh_interval: must be shorter than expire_after",
+        "sinks.am.refresh_interval_s: must be shorter than expire_after_s",
         "sinks.hook.retries: unknown option",
-        "sinks.hook.timeout: expected a finite number, got inf",
+        "sinks.hook.timeout_s: expected a finite number, got inf",
         "sinks.hook.url: expected a string",  # a secret: its value is never echoed
     ]
 
@@ -321,3 +321,36 @@ def test_scan_parses_a_file_without_sources_and_run_does_not():
     assert "sidekiq_failures" not in parse(data, require_sources=False).enabled_detectors
     with pytest.raises(ConfigError, match="sources: no log to follow"):
         parse(data)
+
+
+def test_duration_keys_end_in_s_and_their_old_names_are_read_with_a_deprecation_warning(caplog):
+    old = {"sources": [{"path": "/x.log"}], "incidents": {"quiet_period": 600, "cooldown": "5m", "rate_window": 60},
+           "sinks": {"am": {"type": "alertmanager", "url": "http://am:9093", "expire_after": 600, "refresh_interval": 30,
+                            "timeout": 4}}}
+    with caplog.at_level("WARNING", logger="railwatch.config"):
+        c = parse(old)
+    i = c.incidents
+    assert (i.quiet_period_s, i.cooldown_s, i.rate_window_s) == (600.0, 300.0, 60.0)
+    (am,) = c.sinks
+    assert (am.settings.expire_after_s, am.settings.refresh_interval_s, am.settings.timeout_s) == (600.0, 30.0, 4.0)
+    said = caplog.text
+    assert "incidents.cooldown is deprecated: call it cooldown_s" in said and "sinks.am.timeout is deprecated" in said
+    with pytest.raises(ConfigError) as err:
+        parse({"sources": [{"path": "/x.log"}], "incidents": {"cooldown": 60, "cooldown_s": 60}})
+    assert err.value.errors == ["incidents.cooldown: the old name of cooldown_s; set only cooldown_s"]
+
+
+def test_every_duration_setting_is_named_with_its_unit():
+    """One naming rule: a field whose bounds make it a duration (above=0 or a seconds comment)
+    ends in _s; the known unit-less names are gone."""
+    import dataclasses
+
+    from agent.bundle.remote import BundleStoreSettings
+    from agent.incidents.lifecycle import LifecycleSettings
+    from agent.sinks import TYPES
+
+    classes = [LifecycleSettings, BundleStoreSettings] + [settings for settings, _ in TYPES.values()]
+    names = {f.name for cls in classes for f in dataclasses.fields(cls)}
+    assert not names & {"quiet_period", "quiet_periods", "cooldown", "rate_window", "expire_after", "refresh_interval",
+                        "timeout"}
+    assert not [n for n in names if n.endswith("_seconds")]

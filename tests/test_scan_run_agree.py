@@ -43,7 +43,7 @@ share_min_errors = 40
 enabled = false
 
 [incidents]
-quiet_period = 600.0
+quiet_period_s = 600.0
 max_evidence = 5
 
 [collectors.psutil]

@@ -66,7 +66,7 @@ class BundleStoreSettings:
     server_side_encryption: str = setting("", choices=("", "AES256", "aws:kms"))
     kms_key_id: str = setting("")  # with aws:kms; "" = the bucket's default key
     hold_pages_s: float = setting(10.0, min=0.0, max=60.0)  # a page waits at most this long for its bundle's link
-    timeout: float = setting(30.0, above=0.0)  # seconds per request
+    timeout_s: float = setting(30.0, above=0.0, was=("timeout",))  # per request
     ca_file: str = setting("")  # extra trust roots for a private endpoint
 
     CHECKS = {"endpoint_url": _endpoint_problem}
@@ -114,7 +114,7 @@ class BundleStore:
         s = self.settings
         parts = urlsplit(s.endpoint_url or "https://s3.amazonaws.com")
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=min(10.0, s.timeout), read=s.timeout),
+            timeout=urllib3.Timeout(connect=min(10.0, s.timeout_s), read=s.timeout_s),
             retries=urllib3.Retry(total=1, backoff_factor=0.2, status_forcelist=()),  # the outbox retries
             cert_reqs="CERT_REQUIRED", ca_certs=s.ca_file or _default_ca(),
         )

@@ -7,12 +7,12 @@
     no incident yet                     -> open            (id <fingerprint>-1)
     open, same or lower severity        -> counters only   (no notification)
     open, warning -> critical           -> escalate        (same incident, bundle rebuilt)
-    open, no finding for quiet_period   -> resolve         (tick)
-    resolved less than cooldown ago     -> reopen          (same incident; its next quiet period doubles)
+    open, no finding for quiet_period_s  -> resolve         (tick)
+    resolved less than cooldown_s ago   -> reopen          (same incident; its next quiet period doubles)
     resolved longer ago                 -> recur           (new incident <fingerprint>-N, previous_id linked)
 
 Storm control: at most ``rate_limit`` open/recur/reopen notifications per
-``rate_window`` seconds across all fingerprints. Beyond that the incident is still
+``rate_window_s`` seconds across all fingerprints. Beyond that the incident is still
 opened and stored (nothing is lost) but its outbox rows wait until the window has room.
 
 Every text in an incident is scrubbed before it reaches the store (``agent.scrub``).
@@ -46,11 +46,11 @@ BUNDLE_RETRY_S = (5.0, 600.0)  # first and longest wait before building a failed
 class LifecycleSettings:
     """Incident lifecycle settings (``[incidents]`` in the config)."""
 
-    quiet_period: float = setting(1800.0, above=0.0)  # seconds without a finding before an incident resolves
-    quiet_periods: Mapping[str, float] = setting({}, above=0.0)  # per detector name, overrides quiet_period
-    cooldown: float = setting(900.0, min=0.0)  # a recurrence within this long after resolving reopens the same incident
-    rate_limit: int = setting(20, min=1)  # opening notifications per rate_window, all fingerprints together
-    rate_window: float = setting(600.0, above=0.0)
+    quiet_period_s: float = setting(1800.0, above=0.0, was=("quiet_period",))  # seconds without a finding before an incident resolves
+    quiet_periods_s: Mapping[str, float] = setting({}, above=0.0, was=("quiet_periods",))  # per detector name, overrides quiet_period_s
+    cooldown_s: float = setting(900.0, min=0.0, was=("cooldown",))  # a recurrence within this long after resolving reopens the same incident
+    rate_limit: int = setting(20, min=1)  # opening notifications per rate_window_s, all fingerprints together
+    rate_window_s: float = setting(600.0, above=0.0, was=("rate_window",))
     max_evidence: int = setting(25, min=1)  # evidence lines kept per incident
     # fix verification after a deploy marker (agent.incidents.verify)
     verify_min_traffic: int = setting(20, min=1)  # requests to the endpoint / runs of the job after the deploy
@@ -60,7 +60,7 @@ class LifecycleSettings:
     verify_recent_s: float = setting(86400.0, min=0.0)  # incidents resolved this recently are verified too
 
     def quiet_for(self, detector: str) -> float:
-        return float(self.quiet_periods.get(detector, self.quiet_period))
+        return float(self.quiet_periods_s.get(detector, self.quiet_period_s))
 
 
 Bundler = Callable[[Incident], str]  # builds the bundle, returns its path
@@ -108,7 +108,7 @@ class IncidentManager:
             return self._open(fp, clean, redactions, now, recurrence=1, previous_id="", kind=OPEN)
         if latest.is_open:
             return self._update_open(latest, clean, redactions, now)
-        if latest.resolved_at is not None and now - latest.resolved_at < self.settings.cooldown:
+        if latest.resolved_at is not None and now - latest.resolved_at < self.settings.cooldown_s:
             return self._reopen(latest, clean, redactions, now)
         return self._open(fp, clean, redactions, now, recurrence=latest.recurrence + 1, previous_id=latest.id, kind=RECUR)
 
@@ -246,12 +246,12 @@ class IncidentManager:
     def _storm_slot(self, now: float) -> Optional[float]:
         """None if an opening notification may go now, else when it may go."""
         s = self.settings
-        recent = self.store.count_updates_since((OPEN, RECUR, REOPEN), now - s.rate_window)
+        recent = self.store.count_updates_since((OPEN, RECUR, REOPEN), now - s.rate_window_s)
         if recent < s.rate_limit:
             return None
         windows = math.floor((recent - s.rate_limit) / max(s.rate_limit, 1)) + 1
-        log.warning("alert storm: %d incidents opened in %.0f s; holding notifications back", recent + 1, s.rate_window)
-        return now + windows * s.rate_window
+        log.warning("alert storm: %d incidents opened in %.0f s; holding notifications back", recent + 1, s.rate_window_s)
+        return now + windows * s.rate_window_s
 
     def _bundle(self, inc: Incident) -> None:
         if self.bundler is None:

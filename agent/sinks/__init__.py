@@ -17,7 +17,7 @@ verification cannot be turned off):
     pagerduty     routing_key (required, 32 chars), url, source, component, group, bundle_url, client_url,
                   dedup_scope ("host": <fingerprint>@<host>, or "fleet")
     alertmanager  url or urls (required), runbook_url, generator_url, bundle_url, labels {}, headers {},
-                  expire_after (900 s), refresh_interval (60 s)
+                  expire_after_s (900), refresh_interval_s (60)
     slack         url (required), bundle_url, mention
 
 ``bundle_url`` is a template (``{id}``, ``{fingerprint}``, ``{host}``) for where the

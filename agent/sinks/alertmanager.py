@@ -74,8 +74,8 @@ class AlertmanagerSettings(HttpSettings):
     bundle_url: str = setting("")  # template: {id}, {fingerprint}, {host}
     labels: Mapping[str, str] = setting({})
     headers: Mapping[str, str] = setting({}, secret=True)
-    expire_after: float = setting(900.0, min=60.0)  # seconds an alert lives without a refresh
-    refresh_interval: float = setting(60.0, min=5.0)
+    expire_after_s: float = setting(900.0, min=60.0, was=("expire_after",))  # an alert lives this long without a refresh
+    refresh_interval_s: float = setting(60.0, min=5.0, was=("refresh_interval",))
 
     CHECKS = dict(HTTP_CHECKS, url=lambda u: http_url(u) if u else "", urls=_urls_problem)
 
@@ -84,8 +84,8 @@ class AlertmanagerSettings(HttpSettings):
         out = []
         if not self.url and not self.urls:
             out.append(("url", "required (or urls)"))
-        if self.refresh_interval >= self.expire_after:
-            out.append(("refresh_interval", "must be shorter than expire_after"))
+        if self.refresh_interval_s >= self.expire_after_s:
+            out.append(("refresh_interval_s", "must be shorter than expire_after_s"))
         return out
 
     def all_urls(self) -> List[str]:
@@ -99,8 +99,8 @@ class AlertmanagerSink(HttpSink):
     def from_settings(cls, name: str, s: AlertmanagerSettings, session: Any = None,
                       clock: Optional[Clock] = None) -> "AlertmanagerSink":
         optional = {k: getattr(s, k) or None for k in ("runbook_url", "generator_url", "bundle_url")}
-        return cls(name, s.all_urls(), labels=dict(s.labels), headers=dict(s.headers), expire_after=s.expire_after,
-                   refresh_interval=s.refresh_interval, **optional, **s.http(session, clock))
+        return cls(name, s.all_urls(), labels=dict(s.labels), headers=dict(s.headers), expire_after=s.expire_after_s,
+                   refresh_interval=s.refresh_interval_s, **optional, **s.http(session, clock))
 
     def __init__(self, name: str, urls: Sequence[str], runbook_url: Optional[str] = None, generator_url: Optional[str] = None,
                  bundle_url: Optional[str] = None, labels: Optional[Dict[str, str]] = None, expire_after: float = 900.0,

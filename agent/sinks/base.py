@@ -75,12 +75,12 @@ def ca_file_problem(path: str) -> str:
 class HttpSettings:
     """Options every sink that talks HTTP takes. TLS verification cannot be turned off."""
 
-    timeout: float = setting(DEFAULT_TIMEOUT, min=0.1, max=300.0)  # seconds per request
+    timeout_s: float = setting(DEFAULT_TIMEOUT, min=0.1, max=300.0, was=("timeout",))  # per request
     ca_file: str = setting("")  # extra trust roots (a private CA); "" = the system's
 
     def http(self, session: Any, clock: Optional[Clock]) -> Dict[str, Any]:
         """The HttpSink keyword arguments these options give."""
-        return {"session": session, "clock": clock, "timeout": self.timeout, "verify": self.ca_file or True}
+        return {"session": session, "clock": clock, "timeout": self.timeout_s, "verify": self.ca_file or True}
 
 
 HTTP_CHECKS = {"ca_file": ca_file_problem}

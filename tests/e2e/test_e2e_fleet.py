@@ -44,8 +44,8 @@ alertmanager = _am_live.alertmanager  # the fixture itself, reused (skips or fai
 pytestmark = pytest.mark.e2e
 
 HOSTS = ("web-1.fleet.test", "web-2.fleet.test")
-QUIET_S = 12.0  # [incidents] quiet_period: long enough for web-2 to report while web-1's incident is open
-REFRESH_S = 5.0  # alertmanager sink refresh_interval (its minimum): re-posts of open incidents
+QUIET_S = 12.0  # [incidents] quiet_period_s: long enough for web-2 to report while web-1's incident is open
+REFRESH_S = 5.0  # alertmanager sink refresh_interval_s (its minimum): re-posts of open incidents
 
 
 def _groups(url):
@@ -86,9 +86,9 @@ def fleet(stack_prerequisites, tmp_path, alertmanager):
                 # both "hosts" share this machine: process samples could not tell them apart
                 collectors={"psutil": {"enabled": False}},
                 sinks={"local": {"type": "directory"},
-                       "am": {"type": "alertmanager", "url": alertmanager, "refresh_interval": REFRESH_S,
-                              "expire_after": 60.0}},
-                incidents={"quiet_period": QUIET_S},
+                       "am": {"type": "alertmanager", "url": alertmanager, "refresh_interval_s": REFRESH_S,
+                              "expire_after_s": 60.0}},
+                incidents={"quiet_period_s": QUIET_S},
             )
             agents.append(agent)
             agent.start()
@@ -175,9 +175,9 @@ def test_the_alert_stays_firing_while_another_host_still_has_the_bug(tmp_path, a
                 str(tmp_path / host / "state"), [log], rp.free_port(), hostname=host,
                 collectors={"psutil": {"enabled": False}},
                 sinks={"local": {"type": "directory"},
-                       "am": {"type": "alertmanager", "url": alertmanager, "refresh_interval": refresh,
-                              "expire_after": 60.0}},
-                incidents={"quiet_period": quiet})
+                       "am": {"type": "alertmanager", "url": alertmanager, "refresh_interval_s": refresh,
+                              "expire_after_s": 60.0}},
+                incidents={"quiet_period_s": quiet})
             agents.append(agent)
             agent.start()
         rp.append_requests(logs[0], block, 3)

@@ -38,9 +38,9 @@ def test_a_sink_down_for_ten_minutes_gets_all_three_incidents_once_each_after_an
 
     def agent():
         sinks = {
-            "hook": build_sink("webhook", "hook", {"url": f"http://127.0.0.1:{port_hook}/in", "secret": "s3", "timeout": 5}, clock=clock),
+            "hook": build_sink("webhook", "hook", {"url": f"http://127.0.0.1:{port_hook}/in", "secret": "s3", "timeout_s": 5}, clock=clock),
             "pager": build_sink("pagerduty", "pager", {"url": f"http://127.0.0.1:{port_pager}/v2/enqueue",
-                                                       "routing_key": "R" * 32, "timeout": 5}, clock=clock),
+                                                       "routing_key": "R" * 32, "timeout_s": 5}, clock=clock),
         }
         store = IncidentStore(state, clock)
         return store, IncidentManager(store, clock, list(sinks), host="web-1"), Deliverer(store, sinks, clock, rng=random.Random(7))

@@ -15,7 +15,7 @@ PASS_S = 0.5  # the delivery thread's cadence
 
 
 def _agent(tmp_path, clock, url, **deliverer_args):
-    sink = build_sink("webhook", "hook", {"url": url + "/in", "timeout": 5}, clock=clock)
+    sink = build_sink("webhook", "hook", {"url": url + "/in", "timeout_s": "5s"}, clock=clock)
     store = IncidentStore(str(tmp_path / "state"), clock)
     manager = IncidentManager(store, clock, ["hook"], host="web-1")
     return store, manager, Deliverer(store, {"hook": sink}, clock, rng=random.Random(5), **deliverer_args)

@@ -50,7 +50,7 @@ def test_escalation_from_warning_to_critical_updates_the_open_incident(tmp_path,
 
 def test_incident_resolves_after_its_detectors_quiet_period(tmp_path, targets):
     clock = FakeClock()
-    settings = LifecycleSettings(quiet_period=1800, quiet_periods={"n_plus_one": 600})
+    settings = LifecycleSettings(quiet_period_s=1800, quiet_periods_s={"n_plus_one": 600})
     m, store = manager(tmp_path, clock, settings)
     m.observe([targets.make_finding(detector="n_plus_one", subject={"endpoint": "PostsController#index"})])
     m.observe([targets.make_finding(detector="pool_exhaustion")])
@@ -66,7 +66,7 @@ def test_incident_resolves_after_its_detectors_quiet_period(tmp_path, targets):
 
 def test_recurrence_after_the_cooldown_is_a_new_incident_linked_to_the_earlier_one(tmp_path, targets):
     clock = FakeClock()
-    m, store = manager(tmp_path, clock, LifecycleSettings(quiet_period=600, cooldown=300))
+    m, store = manager(tmp_path, clock, LifecycleSettings(quiet_period_s=600, cooldown_s=300))
     (first,) = m.observe([targets.make_finding()])
     clock.advance(600)
     m.tick()
@@ -80,7 +80,7 @@ def test_recurrence_after_the_cooldown_is_a_new_incident_linked_to_the_earlier_o
 
 def test_a_flap_within_the_cooldown_reopens_the_same_incident_and_doubles_its_quiet_period(tmp_path, targets):
     clock = FakeClock()
-    m, store = manager(tmp_path, clock, LifecycleSettings(quiet_period=600, cooldown=900))
+    m, store = manager(tmp_path, clock, LifecycleSettings(quiet_period_s=600, cooldown_s=900))
     (first,) = m.observe([targets.make_finding()])
     clock.advance(600)
     m.tick()
@@ -95,7 +95,7 @@ def test_a_flap_within_the_cooldown_reopens_the_same_incident_and_doubles_its_qu
 
 def test_an_alert_storm_defers_notifications_but_keeps_every_incident(tmp_path, targets):
     clock = FakeClock()
-    m, store = manager(tmp_path, clock, LifecycleSettings(rate_limit=3, rate_window=600))
+    m, store = manager(tmp_path, clock, LifecycleSettings(rate_limit=3, rate_window_s=600))
     updates = m.observe([targets.make_finding(subject={"endpoint": f"C{i}#index"}) for i in range(7)])
     assert len(updates) == 7 and len(store.open_incidents()) == 7
     assert [u.deferred_until is None for u in updates] == [True] * 3 + [False] * 4

@@ -20,7 +20,7 @@ def test_firing_alert_expires_unless_refreshed_and_resolve_sets_ends_at(tmp_path
     clock = FakeClock()
     finding = targets.make_finding(subject={"job.class": "HardJob", "severity": "x"})
     update = targets.make_update(str(tmp_path / "s"), finding, host="web-9", clock=clock)
-    sink = build_sink("alertmanager", "am", {"url": am.url + "/", "expire_after": 600, "runbook_url": "https://wiki/{detector}"},
+    sink = build_sink("alertmanager", "am", {"url": am.url + "/", "expire_after_s": 600, "runbook_url": "https://wiki/{detector}"},
                       clock=clock)
     assert sink.deliver(update).accepted
     (alert,) = am.received[0].json

@@ -8,7 +8,7 @@ from agent.sinks import KINDS, build_sink, sinks_from_config
 
 @pytest.mark.parametrize("kind, options", [
     ("directory", {"path": "/tmp/x"}),
-    ("webhook", {"url": "https://example.com/hook", "secret": "s", "attach_bundle": True, "timeout": 3}),
+    ("webhook", {"url": "https://example.com/hook", "secret": "s", "attach_bundle": True, "timeout_s": 3}),
     ("pagerduty", {"routing_key": "a" * 32}),
     ("alertmanager", {"urls": ["http://am1:9093", "http://am2:9093"], "labels": {"team": "web"}}),
     ("slack", {"url": "https://hooks.slack.com/services/T/B/X"}),
@@ -22,11 +22,11 @@ def test_every_kind_builds_from_valid_options_with_tls_verification_on(kind, opt
 
 def test_errors_name_every_bad_key_and_never_the_value():
     with pytest.raises(ValueError) as err:
-        build_sink("pagerduty", "pager", {"routing_key": "FAKEtooShortSecret", "url": "ftp://FAKEhost", "timeout": "x", "colour": 1})
+        build_sink("pagerduty", "pager", {"routing_key": "FAKEtooShortSecret", "url": "ftp://FAKEhost", "timeout_s": "x", "colour": 1})
     message = str(err.value)
     assert "sinks.pager.routing_key: expected a 32-character integration key" in message
     assert "sinks.pager.url: expected an http:// or https:// URL" in message
-    assert "sinks.pager.timeout: expected a number" in message
+    assert "sinks.pager.timeout_s: expected a number" in message
     assert "sinks.pager.colour: unknown option" in message
     assert "FAKEtooShortSecret" not in message and "FAKEhost" not in message
 

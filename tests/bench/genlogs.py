@@ -69,11 +69,16 @@ class Clock:
             self._space = time.strftime("%Y-%m-%d %H:%M:%S", t)
         return self.us % 1_000_000
 
+    # _refresh() first: an f-string reads self._iso before calling _refresh() inside it,
+    # which stamped the first line of each new second with the previous second (and the
+    # very first line, before any refresh, with no date at all)
     def iso_us(self) -> str:
-        return f"{self._iso}.{self._refresh():06d}"
+        us = self._refresh()
+        return f"{self._iso}.{us:06d}"
 
     def iso_ms_z(self) -> str:
-        return f"{self._iso}.{self._refresh() // 1000:03d}Z"
+        us = self._refresh()
+        return f"{self._iso}.{us // 1000:03d}Z"
 
     def spaced(self) -> str:
         self._refresh()

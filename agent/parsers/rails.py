@@ -235,9 +235,12 @@ class RailsParser(Parser):
         first = body[:1]
         if not body:
             if level in ("FATAL", "ERROR"):
-                self._expect_exception[key] = True  # Rails' exception report opens with a blank FATAL line
-                if len(self._expect_exception) > 64:
-                    self._expect_exception.clear()
+                expect = self._expect_exception
+                expect[key] = True  # Rails' exception report opens with a blank FATAL line
+                if len(expect) > 64:
+                    # forget the oldest only: clearing the lot dropped this key too, and with it
+                    # the exception report that follows (an Error lost every 65th report)
+                    del expect[next(iter(expect))]
             return None
         if first == "S" and body.startswith("Started "):
             return self._started(body, key, ts, pid, ts_given=prefixed)

@@ -102,7 +102,8 @@ def scan(
         pipeline = Pipeline(list(instances) + [series], on_error=problem)  # type: ignore[list-item]
         window = since is not None or until is not None
         findings = run_split(
-            path, jobs, reports[path], pipeline, log_format, (lambda e: _within(e, since, until)) if window else (lambda e: True), _context()
+            path, jobs, reports[path], pipeline, log_format, (lambda e: _within(e, since, until)) if window else (lambda e: True), _context(),
+            on_bytes,
         )
         events = pipeline.events
     elif jobs > 1 and len(groups) > 1 and not any(f.path == STDIN for f in files):

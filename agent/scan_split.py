@@ -161,7 +161,9 @@ class RangeReport:
     problems: Tuple[str, ...] = ()
 
 
-def parse_range(path: str, log_format: Optional[str], rng: Range, report: RangeReport) -> Iterator[List[Emitted]]:
+def parse_range(
+    path: str, log_format: Optional[str], rng: Range, report: RangeReport, on_bytes: Optional[Callable[[int], None]] = None
+) -> Iterator[List[Emitted]]:
     """The events a range owns, with the line each was emitted at, a list per chunk read."""
     parser_type, _ = _parser_for(path, log_format)
     assert parser_type is not None
@@ -172,7 +174,7 @@ def parse_range(path: str, log_format: Optional[str], rng: Range, report: RangeR
     stats = ReadStats()
     lineno = rng.warm_line - 1
     unparsed_at_start = unparsed_at_end = None
-    for batch in read_batches(path, stats, offset=rng.warm_byte):
+    for batch in read_batches(path, stats, on_bytes=on_bytes, offset=rng.warm_byte):
         out: List[Emitted] = []
         for line in batch:
             lineno += 1
@@ -269,8 +271,10 @@ def run_split(
     log_format: Optional[str],
     within: Callable[[Event], bool],
     context,  # type: ignore[no-untyped-def]
+    on_bytes: Optional[Callable[[int], None]] = None,
 ) -> List[Finding]:
-    """Scan one big file in ``jobs`` ranges through ``pipeline``; fills ``report``."""
+    """Scan one big file in ``jobs`` ranges through ``pipeline``; fills ``report``.
+    ``on_bytes`` hears of the first range's bytes as they are read, the rest at the end."""
     ranges = plan(path, jobs)
     parser_type, _ = _parser_for(path, log_format)
     assert parser_type is not None
@@ -296,7 +300,14 @@ def run_split(
         pool = cf.ProcessPoolExecutor(max_workers=max(1, len(ranges) - 1), mp_context=context)
         try:
             futures = [pool.submit(_spill_range, path, log_format, r, s) for r, s in zip(ranges[1:], spills[1:])]
-            first = (x for batch in parse_range(path, log_format, ranges[0], reports[0]) for x in batch)
+            counted = [0]
+
+            def count(n: int) -> None:
+                counted[0] += n
+                if on_bytes is not None:
+                    on_bytes(n)
+
+            first = (x for batch in parse_range(path, log_format, ranges[0], reports[0], count) for x in batch)
             later = (_follow_spill(spill, fut.done) for spill, fut in zip(spills[1:], futures))
             for event in merged_events(ranges, itertools.chain([first], later)):
                 pending.append(event)
@@ -304,6 +315,8 @@ def run_split(
                     flush()
             flush()
             reports.extend(f.result() for f in futures)
+            if on_bytes is not None:
+                on_bytes(max(0, os.path.getsize(path) - counted[0]))
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     report.lines = reports[-1].last_line

@@ -5,21 +5,25 @@ scan entry point. Everything else is internal and may change.
 """
 __version__ = "0.1.0"
 
-from agent.events import (  # noqa: E402 - after __version__, which agent.* modules import
-    Bullet,
-    DbStatement,
-    Deploy,
-    Error,
-    Event,
-    Evidence,
-    Finding,
-    Job,
-    Metric,
-    Process,
-    Request,
-    Sql,
-    Triage,
+from typing import Any, List
+
+_EVENT_NAMES = frozenset(
+    ("Bullet", "DbStatement", "Deploy", "Error", "Event", "Evidence", "Finding", "Job", "Metric", "Process", "Request", "Sql", "Triage")
 )
+
+
+def __getattr__(name: str) -> Any:
+    """The event model, imported on first use: ``railwatch scan --help`` should not pay for it (issue 18)."""
+    if name in _EVENT_NAMES:
+        from agent import events
+
+        return getattr(events, name)
+    raise AttributeError(f"module 'agent' has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | _EVENT_NAMES)
+
 
 __all__ = [
     "Bullet",

@@ -13,9 +13,43 @@ import click
 
 from agent import __version__
 from agent.cli_common import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, fail, say
-from agent.config import DEFAULT_STATE_DIR
-from agent.parsers import BY_NAME
+from agent.cli_names import DEFAULT_STATE_DIR, LOG_FORMAT_NAMES
 from agent.timeparse import parse_duration, parse_iso
+
+# Subcommands other than scan, imported only when asked for: `railwatch scan` must not pay
+# for the daemon, the incident store and the sinks (issue 18: start-up <= 0.1 s).
+LAZY_COMMANDS = {
+    "run": "agent.cli_daemon",
+    "config": "agent.cli_daemon",
+    "incidents": "agent.cli_incidents",
+    "bundle": "agent.cli_incidents",
+    "test-incident": ("agent.cli_incidents", "test_incident"),
+    "doctor": "agent.cli_ops",
+    "demo": "agent.cli_ops",
+    "init-config": ("agent.cli_ops", "init_config"),
+    "status": "agent.cli_status",
+    "deploy": "agent.cli_deploy",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands (see LAZY_COMMANDS) are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> List[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None or cmd_name not in LAZY_COMMANDS:
+            return found
+        where = LAZY_COMMANDS[cmd_name]
+        module_name, attr = where if isinstance(where, tuple) else (where, cmd_name)
+        import importlib
+
+        command = getattr(importlib.import_module(module_name), attr)
+        self.add_command(command, cmd_name)
+        return command
+
 
 def _parse_time(ctx: click.Context, param: click.Parameter, value: Optional[str]) -> Optional[float]:
     """An ISO-8601 time, or a duration (``1h``, ``2h30m``) meaning that long before the wall clock now."""
@@ -34,7 +68,7 @@ def _parse_time(ctx: click.Context, param: click.Parameter, value: Optional[str]
     return ts
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="railwatch")
 def cli() -> None:
     """railwatch: finds connection-pool exhaustion, N+1 spikes and Sidekiq failure storms
@@ -46,7 +80,7 @@ def cli() -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text", show_default=True,
               help="Report format (html: one self-contained file with a timeline per incident).")
 @click.option("--detector", "detectors", multiple=True, metavar="NAME", help="Run only this detector (repeatable).")
-@click.option("--log-format", type=click.Choice(sorted(BY_NAME)), default=None, help="Force the log format instead of sniffing it per file.")
+@click.option("--log-format", type=click.Choice(LOG_FORMAT_NAMES), default=None, help="Force the log format instead of sniffing it per file.")
 @click.option("--since", callback=_parse_time, metavar="TIME", help="Ignore events before this time: ISO-8601 (UTC if no zone) or a duration before now (1h, 2h30m, 2d).")
 @click.option("--until", "until_", callback=_parse_time, metavar="TIME", help="Ignore events after this time.")
 @click.option("--fail-on", type=click.Choice(["critical", "warning", "never"]), default="critical", show_default=True,
@@ -55,7 +89,7 @@ def cli() -> None:
               help="Rails app root: pool sizes, Puma threads, Sidekiq concurrency and REVISION feed the triage.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report here instead of stdout.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Scan different logs in this many processes (faster on many logs; no correlation across logs).")
+              help="Use this many processes: one big Rails log is read in byte ranges (same incidents); several logs are scanned apart (no correlation across logs).")
 @click.option("--open-incidents", is_flag=True, help="Also open incidents (with bundles) from the findings, through the configured sinks.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, envvar="RAILWATCH_STATE_DIR",
               help=f"Incident store for --open-incidents (default {DEFAULT_STATE_DIR}).")
@@ -184,20 +218,6 @@ class _Progress:
         if self.enabled and self.shown >= 0:
             sys.stderr.write("\r" + " " * 20 + "\r")
             sys.stderr.flush()
-
-
-def _register_subcommands() -> None:
-    from agent.cli_daemon import config, run
-    from agent.cli_deploy import deploy
-    from agent.cli_incidents import bundle, incidents, test_incident
-    from agent.cli_ops import demo, doctor, init_config
-    from agent.cli_status import status
-
-    for command in (run, config, incidents, bundle, test_incident, doctor, demo, init_config, status, deploy):
-        cli.add_command(command)
-
-
-_register_subcommands()
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 servers
     import tomli as tomllib
 
+from agent.cli_names import DEFAULT_STATE_DIR  # noqa: F401 - defined there so the CLI starts without this module
 from agent.config_values import DEFAULT_METRICS_LISTEN, has, http_url, listen_problem, mask, regex, scheme, split_listen, suggest, table
 from agent.bundle.remote import BundleStoreSettings
 from agent.incidents.delivery import DeliverySettings
@@ -48,7 +49,6 @@ from detectors import REGISTRY
 from detectors.base import Settings
 
 DEFAULT_CONFIG_PATH = "/etc/railwatch/railwatch.toml"
-DEFAULT_STATE_DIR = "/var/lib/railwatch"
 STARTS = ("end", "beginning")
 
 

@@ -5,7 +5,10 @@ reader and the merge of several logs by event time in ``agent.sources.replay``, 
 detectors from ``detectors.build_detectors``. ``railwatch run`` (``agent.daemon``)
 drives the same pieces over tailed files.
 
-``jobs > 1`` scans different logs in worker processes (``agent.scan_parallel``): each
+``jobs > 1`` on one big plain file parses byte ranges of it in worker processes and
+runs the detectors once over their merged events (``agent.scan_split``): the same
+incidents as one job. On several logs it scans different logs in worker processes
+(``agent.scan_parallel``): each
 log gets its own pipeline, so detectors that correlate events *across* logs (a Rails
 500 with a Postgres "too many clients") do not see both sides. That is why the
 default is one job.
@@ -37,6 +40,12 @@ class ScanResult:
     seconds: float = 0.0
     facts: AppFacts = AppFacts()  # what --app told (reports mark guessed facts)
     series: Optional[SeriesCollector] = None  # per-bucket signals for timelines; None with --jobs > 1
+
+
+def _splittable(path: str, log_format: Optional[str]) -> bool:
+    from agent.scan_split import splittable
+
+    return splittable(path, log_format)
 
 
 class UsageError(ValueError):
@@ -81,7 +90,23 @@ def scan(
     for p in problems:
         problem(p)
     groups = list(group_files(files).values())
-    if jobs > 1 and len(groups) > 1 and not any(f.path == STDIN for f in files):
+    one_big_file = jobs > 1 and len(files) == 1 and files[0].path != STDIN and _splittable(files[0].path, log_format)
+    if one_big_file:
+        from agent.scan_parallel import _context
+        from agent.scan_split import run_split
+        from agent.sources.replay import _within
+
+        path = files[0].path
+        reports = {path: FileReport(path)}
+        series = SeriesCollector()
+        pipeline = Pipeline(list(instances) + [series], on_error=problem)  # type: ignore[list-item]
+        window = since is not None or until is not None
+        findings = run_split(
+            path, jobs, reports[path], pipeline, log_format, (lambda e: _within(e, since, until)) if window else (lambda e: True), _context(),
+            on_bytes,
+        )
+        events = pipeline.events
+    elif jobs > 1 and len(groups) > 1 and not any(f.path == STDIN for f in files):
         from agent.scan_parallel import scan_in_processes
 
         outcome = scan_in_processes(

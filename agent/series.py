@@ -106,7 +106,10 @@ class SeriesCollector:
             lo = self._lo = idx
         if hi is None or idx > hi:
             hi = self._hi = idx
-        if hi - lo >= MAX_BUCKETS:
+        # at the widest width re-bucketing would merge nothing: a log spanning more than
+        # MAX_BUCKETS days (or one line stamped years off) keeps one bucket per day seen,
+        # instead of copying every series on every event (issue 18: 3,400 lines/s)
+        if hi - lo >= MAX_BUCKETS and self.width < WIDTHS[-1]:
             self._widen()
             idx = int(ts // self.width)
         return idx

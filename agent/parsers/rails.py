@@ -29,7 +29,7 @@ from agent.parsers.base import NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
     ACTIVEJOB_ERROR, ADDITION, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES, NO_TAGS,
-    PREFIX, PROCESSING, REAL_FRAME, SQL, STARTED, UUIDISH, request_key, split_tags,
+    PLAIN_PREFIX, PREFIX, PROCESSING, REAL_FRAME, SQL, STARTED, UUIDISH, request_key, split_tags,
 )
 from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 
@@ -178,8 +178,22 @@ class RailsParser(Parser):
     def _split_prefix(self, line: str) -> Optional[Tuple[Optional[float], str, str, str]]:
         """``I, [2024-05-01T12:00:00.123456 #4321]  INFO -- : msg`` -> (ts, pid, level, msg).
 
-        String slicing, not a regex: the prefix is on every line of most production logs.
+        The usual shape (a plain ``.123456`` fraction, a one-word level, no progname) is
+        read by one match of ``PLAIN_PREFIX``; anything else by string slicing, which
+        gives the same fields for the usual shape (tests/parsers compare both).
         """
+        m = PLAIN_PREFIX.match(line)
+        if m is not None:
+            second, fraction, pid, level, end = m.group(1), m.group(2), m.group(3), m.group(4), m.end()
+            if second == self._second_key:
+                return self._second_epoch + float(fraction), pid, level, line[end:]
+            ts = safe_iso(second + fraction)
+            if ts is not None:
+                self._second_key, self._second_epoch = second, ts - float(fraction)
+            return ts, pid, level, line[end:]
+        return self._split_prefix_slowly(line)
+
+    def _split_prefix_slowly(self, line: str) -> Optional[Tuple[Optional[float], str, str, str]]:
         close = line.find("] ", 5)
         hash_at = line.rfind(" #", 5, close)
         sep = line.find(" -- ", close)
@@ -221,9 +235,12 @@ class RailsParser(Parser):
         first = body[:1]
         if not body:
             if level in ("FATAL", "ERROR"):
-                self._expect_exception[key] = True  # Rails' exception report opens with a blank FATAL line
-                if len(self._expect_exception) > 64:
-                    self._expect_exception.clear()
+                expect = self._expect_exception
+                expect[key] = True  # Rails' exception report opens with a blank FATAL line
+                if len(expect) > 64:
+                    # forget the oldest only: clearing the lot dropped this key too, and with it
+                    # the exception report that follows (an Error lost every 65th report)
+                    del expect[next(iter(expect))]
             return None
         if first == "S" and body.startswith("Started "):
             return self._started(body, key, ts, pid, ts_given=prefixed)
@@ -295,8 +312,9 @@ class RailsParser(Parser):
         req = self._request(key)
         if m is not None:
             req.method, req.path = m.group(1), m.group(2)
-            at = safe_iso(m.group(3))
-            if not ts_given and at is not None:
+            # the Logger prefix already gave the time: the "at …" stamp is read only without it
+            at = None if ts_given else safe_iso(m.group(3))
+            if at is not None:
                 ts = at
                 self.last_ts = at
         req.ts = ts

@@ -9,6 +9,9 @@ import re
 from typing import List, Tuple
 
 PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
+#: the Logger prefix as Ruby's default formatter writes it: (second, ".fraction", pid, level).
+#: Only a shape the string slicing in RailsParser._split_prefix reads the same way.
+PLAIN_PREFIX = re.compile(r"[DIWEFAU], \[([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9}) #([0-9]+)\] +([A-Z]+) -- : ")
 STARTED = re.compile(r'Started ([A-Z]+) "([^"]*)" for \S+ at (.+)')
 PROCESSING = re.compile(r"Processing by ([\w:]+)#(\w+) as (\S+)")
 COMPLETED = re.compile(r"Completed (\d{3}) (.*?) in (\d+(?:\.\d+)?)ms(?: \((.*)\))?")

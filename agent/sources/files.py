@@ -262,7 +262,7 @@ def read_lines(path: str, stats: ReadStats, max_line: int = MAX_LINE, on_bytes: 
 
 
 def read_batches(
-    path: str, stats: ReadStats, max_line: int = MAX_LINE, on_bytes: Optional[Callable[[int], None]] = None
+    path: str, stats: ReadStats, max_line: int = MAX_LINE, on_bytes: Optional[Callable[[int], None]] = None, offset: int = 0
 ) -> Iterator[List[str]]:
     """The lines of ``path`` as lists, one list per chunk read (the fast path for ``scan``).
 
@@ -270,10 +270,13 @@ def read_batches(
     C-level decode per chunk instead of one per line, and the caller loops over a list
     instead of resuming a generator per line. A newline byte never occurs inside a
     UTF-8 sequence, so decoding whole lines at once replaces invalid bytes exactly as
-    decoding line by line would.
+    decoding line by line would. ``offset`` (a line start of a plain file) starts the
+    reading there: ``scan --jobs`` on one big file (``agent.scan_split``).
     """
     try:
         stream = open_binary(path)
+        if offset:
+            stream.seek(offset)
     except NotRegularFile as exc:
         stats.problems.append(f"{path}: {exc.strerror}")
         return

@@ -29,6 +29,7 @@ import argparse
 import calendar
 import os
 import random
+import re
 import sys
 import time
 from typing import Callable, Iterator, List, Optional, Tuple
@@ -69,11 +70,16 @@ class Clock:
             self._space = time.strftime("%Y-%m-%d %H:%M:%S", t)
         return self.us % 1_000_000
 
+    # _refresh() first: an f-string reads self._iso before calling _refresh() inside it,
+    # which stamped the first line of each new second with the previous second (and the
+    # very first line, before any refresh, with no date at all)
     def iso_us(self) -> str:
-        return f"{self._iso}.{self._refresh():06d}"
+        us = self._refresh()
+        return f"{self._iso}.{us:06d}"
 
     def iso_ms_z(self) -> str:
-        return f"{self._iso}.{self._refresh() // 1000:03d}Z"
+        us = self._refresh()
+        return f"{self._iso}.{us // 1000:03d}Z"
 
     def spaced(self) -> str:
         self._refresh()
@@ -380,11 +386,50 @@ def generate_sidekiq(out: str, size_mb: float, seed: int = 3, layout: str = "leg
     return write_interleaved(out, size_mb, 10, job, render, clock, rng)
 
 
+# Rails 5-7 production logs of the corpus (Logger prefix, request-id tags), oldest first.
+CORPUS_RAILS = [
+    ("rails_log_parser", "example.log"),
+    ("rails_log_parser", "example2.log"),
+    ("select_rails_log", "simple.log"),
+    ("select_rails_log", "overlapped.log"),
+]
+
+
+def generate_rails_corpus(out: str, size_mb: float, seed: int = 5) -> int:
+    """Real Rails lines, not generated shapes: the corpus' production logs repeated until
+    ``size_mb``. Each file of each copy is moved to a day of its own (every copy of a file
+    has one date), so time runs forward through the whole log."""
+    import datetime as _dt
+
+    pieces = []
+    for folder, name in CORPUS_RAILS:
+        with open(os.path.join(shapes.corpus_dir(), folder, name), encoding="utf-8", errors="replace") as fh:
+            text = fh.read()
+        if not text.endswith("\n"):
+            text += "\n"
+        dates = sorted(set(re.findall(r"\b20[0-9]{2}-[0-9]{2}-[0-9]{2}\b", text)))
+        assert len(dates) == 1, f"{name}: one date expected, found {dates}"
+        pieces.append((text.split(dates[0]), text.count("\n")))
+    target = int(size_mb * 1024 * 1024)
+    day = _dt.date(2001, 1, 1)
+    written = lines = 0
+    with open(out, "w", encoding="utf-8", newline="\n") as fh:
+        while written < target:
+            for parts, count in pieces:
+                chunk = day.isoformat().join(parts)
+                fh.write(chunk)
+                written += len(chunk.encode("utf-8"))
+                lines += count
+                day += _dt.timedelta(days=1)
+    return lines
+
+
 GENERATORS = {
     "rails-info": generate_rails_info,
     "rails-debug": generate_rails_debug,
     "sidekiq": lambda out, size_mb, seed=3: generate_sidekiq(out, size_mb, seed, "legacy"),
     "sidekiq7": lambda out, size_mb, seed=4: generate_sidekiq(out, size_mb, seed, "7"),
+    "rails-corpus": generate_rails_corpus,
 }
 
 

@@ -3,7 +3,7 @@
     python tests/bench/measure.py loop PATH          bare `for line in file` (text mode, UTF-8)
     python tests/bench/measure.py read PATH          railwatch's reader only (agent.sources.files)
     python tests/bench/measure.py parse PATH         reader + parser, no detector
-    python tests/bench/measure.py scan [--jobs N] PATH...   agent.scan.scan() with every detector
+    python tests/bench/measure.py scan [--jobs N] [--split-min-bytes B] PATH...   agent.scan.scan() with every detector
     python tests/bench/measure.py idle               the interpreter with railwatch imported
 
 A fresh process per figure: each starts from the same state, and its peak RSS
@@ -41,6 +41,10 @@ def main(argv: list) -> None:  # type: ignore[type-arg]
     jobs = 1
     if args[:1] == ["--jobs"]:
         jobs, args = int(args[1]), args[2:]
+    if args[:1] == ["--split-min-bytes"]:  # one file is split from this size on (agent.scan_split)
+        import agent.scan_split
+
+        agent.scan_split.SPLIT_MIN_BYTES, args = int(args[1]), args[2:]
     from agent.scan import scan
     from agent.sources.replay import FileReport, iter_file_event_batches
     from agent.sources.files import ReadStats, read_batches

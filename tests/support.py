@@ -1,8 +1,10 @@
 """Helpers shared by the tests (tests/ is on pytest's pythonpath; this is not a test module)."""
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
-from typing import Iterable, List
+from typing import Any, Callable, Iterable, List
 
 import pytest
 
@@ -71,3 +73,21 @@ CORPUS_FORMATS = {
     "select_rails_log/simple.log": "rails",
     "sidekiq_log_analyzer/sidekiq.log.gz": "sidekiq",  # the corpus' sidekiq.log, gzipped
 }
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0, interval: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")

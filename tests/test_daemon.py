@@ -24,6 +24,7 @@ from agent.config import apply_overrides, parse
 from agent.daemon import Daemon, counters_file_value
 from agent.privileges import root_warning
 from agent.testing import FakeClock
+from support import free_port, wait_for
 
 POOL_LOG = Path(__file__).resolve().parent / "fixtures" / "logs" / "pool_exhaustion" / "rails61_pool_timeouts.log"
 SHIM = ("from agent.cli import cli; from agent.cli_daemon import run, config\n"
@@ -41,22 +42,6 @@ def railwatch() -> list:
 def line(n: int) -> str:
     return (f"I, [2024-05-01T12:{n // 60 % 60:02d}:{n % 60:02d}.000000 #4321]  INFO -- : method=GET path=/items/{n} format=html "
             f"controller=ItemsController action=show status=200 duration=1.00 view=0.50 db=0.20\n")
-
-
-def wait_for(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_get(url: str):

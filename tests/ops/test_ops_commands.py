@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from click.testing import CliRunner
 from agent.cli import cli
 from agent.config import apply_overrides, parse
 from agent.doctor import PASS, Check, check_sinks, render, run_checks
+from support import free_port, wait_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 RAILS_LOG = FIXTURES / "e2e" / "info" / "production.log"
@@ -24,22 +24,6 @@ POOL_LOG = FIXTURES / "pool_exhaustion" / "rails61_pool_timeouts.log"
 
 def railwatch(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # ----------------------------------------------------------------------------- doctor

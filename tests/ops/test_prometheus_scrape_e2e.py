@@ -5,34 +5,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+from support import free_port, wait_for as _wait_for
 
 pytestmark = pytest.mark.e2e
 POOL_LOG = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "pool_exhaustion" / "rails61_pool_timeouts.log"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, what: str, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_for(predicate, what: str, timeout: float = 90.0):  # Prometheus scrapes every few seconds
+    return _wait_for(predicate, what, timeout, 0.2)
 
 
 def query(port: int, promql: str):

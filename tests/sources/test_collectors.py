@@ -25,6 +25,7 @@ from agent.sources.collectors.processes import ProcessCollector
 from agent.sources.collectors.puma import PumaCollector
 from agent.sources.collectors.sidekiq import SidekiqCollector, enqueued_seconds
 from agent.testing import FakeClock
+from support import free_port
 
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_DB = 5  # outside the dbs (6-15) a reference stack claims for its Sidekiq: this test seeds fake jobs
@@ -42,12 +43,6 @@ def value(metrics, name, **labels):
     found = [m.value for m in metrics if m.name == name and all(m.labels.get(k) == v for k, v in labels.items())]
     assert len(found) == 1, (name, labels, found)
     return found[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ----------------------------------------------------------------------------- Sidekiq (Redis)

@@ -91,3 +91,14 @@ def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 60.0, int
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def cli_runner() -> "Any":
+    """A click CliRunner that keeps stderr apart from stdout on every click 8.x (8.1 on
+    Python 3.9 mixes them unless told not to; 8.2 dropped the option and always keeps them apart)."""
+    from click.testing import CliRunner
+
+    try:
+        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
+    except TypeError:
+        return CliRunner()

@@ -5,20 +5,15 @@ import gzip
 import json
 from pathlib import Path
 
-from click.testing import CliRunner
 
 from agent import __version__
 from agent.cli import cli
+from support import cli_runner
 
 RAILS = Path(__file__).resolve().parent / "fixtures" / "logs" / "rails"
 
 
-def runner() -> CliRunner:
-    # click < 8.2 (the last for Python 3.9) mixes stderr into output unless told not to
-    try:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    except TypeError:
-        return CliRunner()
+runner = cli_runner
 
 
 def run(*args: str, input: str = None):

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from agent.cli import _parse_time, cli
 from agent.timeparse import parse_iso
+from support import cli_runner
 
 REPO = Path(__file__).resolve().parents[1]
 LOGS = REPO / "tests" / "fixtures" / "logs"
@@ -25,11 +25,7 @@ _STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}")
 
 
 def run(*args: str):
-    try:
-        runner = CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    except TypeError:  # click >= 8.2 keeps stderr apart already
-        runner = CliRunner()
-    return runner.invoke(cli, list(args))
+    return cli_runner().invoke(cli, list(args))
 
 
 def shifted_to_end_at(path: Path, end: float, out: Path) -> Path:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from support import cli_runner
 
 from agent.cli import cli
 
@@ -29,7 +29,7 @@ def commands(config: Path, tmp: Path):  # type: ignore[no-untyped-def]
 
 
 def refused(args) -> list:  # type: ignore[no-untyped-def]
-    result = CliRunner().invoke(cli, args)
+    result = cli_runner().invoke(cli, args)
     assert result.exit_code == 2, (args, result.output)
     return [line for line in result.stderr.splitlines() if line.startswith("railwatch: detectors.")]
 
@@ -60,8 +60,8 @@ def test_every_problem_is_listed_at_once_and_identically(tmp_path):
 def test_scan_without_sources_in_the_file_takes_its_logs_from_the_command_line(tmp_path):
     config = tmp_path / "railwatch.toml"
     config.write_text("[detectors.sidekiq_failures]\nenabled = false\n")
-    result = CliRunner().invoke(cli, ["scan", "--config", str(config), "--format", "json", "--fail-on", "never", str(LOG)])
+    result = cli_runner().invoke(cli, ["scan", "--config", str(config), "--format", "json", "--fail-on", "never", str(LOG)])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["detectors"] == ["n_plus_one", "pool_exhaustion"]  # enabled = false applied
-    refused_check = CliRunner().invoke(cli, ["config", "check", str(config)])
+    refused_check = cli_runner().invoke(cli, ["config", "check", str(config)])
     assert refused_check.exit_code == 2 and "sources: no log to follow" in refused_check.stderr

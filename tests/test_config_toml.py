@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from click.testing import CliRunner
 
 from agent.cli import cli
 from agent.cli_ops import render_config
 from agent.config import parse, tomllib
+from support import cli_runner
 
 AWKWARD = '''
 [app]
@@ -27,11 +27,7 @@ headers = {{ "X-Équipe" = "a\\tb\\u001fc", "X-Emoji" = "🚨" }}
 '''
 
 
-def runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
-    except TypeError:  # click >= 8.2 keeps stderr apart already
-        return CliRunner()
+runner = cli_runner
 
 
 def write_awkward(tmp_path: Path) -> str:

@@ -1,6 +1,6 @@
 """Benchmark: `scan --format html` (series collected, charts drawn) against `--format json`.
 
-    python tests/bench/report_formats.py [SIZE_MB] [KIND]     # default 150 MB, rails-info
+    python tests/bench/report_formats.py [SIZE_MB] [KIND]     # default 150 MB, rails-info; RW_BENCH_RUNS=1 for one run each
 
 Each format runs in its own process, alternated, best of N; peak RSS from the child's
 rusage. The target (issue 16): html within 10 % of json, under 100 MB RSS.
@@ -16,7 +16,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-RUNS = 3
+RUNS = int(os.environ.get("RW_BENCH_RUNS", "3"))  # best of RUNS; 1 for a quick look at 1 GB
 
 
 def _run(fmt: str, log: str, out: str) -> tuple:

@@ -186,7 +186,7 @@ RECIPES: Dict[str, Recipe] = {
     "n_plus_one_info_tagged_pg_log": {
         "stack": {"log_setup": "info", "bullet": False, "query_tags": True},
         "postgres": {"max_connections": 40, "settings": STATEMENT_LOG_SETTINGS, "keep_log": True},
-        "phases": [lambda s: driver.healthy(s, 6), lambda s: driver.n_plus_one(s, 10)],
+        "phases": [lambda s: driver.healthy(s, 6), lambda s: driver.n_plus_one(s, 10), lambda s: driver.healthy(s, 4)],
     },
     "n_plus_one_lograge_workers2": {
         "stack": {"log_setup": "lograge", "puma_threads": 4, "puma_workers": 2, "web_pool": 4,

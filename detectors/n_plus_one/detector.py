@@ -13,7 +13,8 @@ An N+1 needs repetition evidence. Sources, best first:
 2. Tagged Postgres statement logs (``DbStatement`` with QueryLogs/marginalia tags,
    ``log_min_duration_statement = 0``): the same rule, per request as grouped by
    ``tagged`` (the tags' request id, else backend pid + controller/action split by
-   silence). This is how an info-level Rails < 7.2 app shows an N+1.
+   silence). This is how an info-level Rails < 7.2 app shows an N+1. No Completed line
+   closes such a request: it is judged once its own log is ``orphan_gap_s`` past it.
 3. Per-request query counts (Rails 7.2+ ``(N queries, M cached)``: N-M round trips;
    else the count of debug statements) against the endpoint's own lagged baseline
    (``RecentVsBaseline``): median of the last ``recent_size`` requests >= ``spike_ratio`` x
@@ -96,6 +97,7 @@ from detectors.shared.sqlfp import SqlFingerprinter, parse_binds
 _ID_SEGMENT = re.compile(r"/(?:\d+|[0-9a-f]{8}-[0-9a-f-]{27,})(?=/|$)")
 _LIMIT_BIND = re.compile(r'\["LIMIT", (\d+)\]')
 HISTORY = 32  # recent request times kept per endpoint (to tell "clean before the deploy")
+TAGGED_SWEEP_S = 1.0  # how often (in a Postgres log's own time) its silent tagged requests are finished
 _SKIP_NAMES = frozenset(("SCHEMA", "TRANSACTION", "EXPLAIN"))
 
 
@@ -160,6 +162,7 @@ class NPlusOneDetector(Detector):
         self._paths: "OrderedDict[str, str]" = OrderedDict()  # "GET /posts" -> endpoint, for Bullet
         self._incidents: "OrderedDict[str, Incident]" = OrderedDict()  # one per endpoint
         self._spikes: "OrderedDict[Tuple[str, str], Spike]" = OrderedDict()  # (endpoint, signal)
+        self._tagged_sweep_at: Dict[str, float] = {}  # Postgres log -> its time of the next _expire_tagged sweep
         self._sql_sources: set = set()  # files that log SQL: a request there without SQL ran 0 queries
         self._statements = StatementCorrelator(StatementRules(
             s.min_repeats, s.statement_min_intervals, s.statement_window, s.statement_max_ratio_cv, s.statement_settle_s,
@@ -180,6 +183,7 @@ class NPlusOneDetector(Detector):
         elif isinstance(event, DbStatement):
             tagged = statement_as_sql(event)
             if tagged is not None:
+                self._expire_tagged(tagged[1])
                 self._sql(tagged[1], tagged[0])
         elif isinstance(event, Deploy):
             self._deploys.observe(event)
@@ -230,6 +234,25 @@ class NPlusOneDetector(Detector):
         if kind == "load":
             req.source_event, req.source_shape = e, shape
 
+    def _expire_tagged(self, e: Sql) -> None:
+        """Finish the tagged requests of ``e``'s log silent for ``orphan_gap_s`` of that log's own time.
+
+        No Completed line closes a tagged request, and the daemon's ``flush`` runs the reorder
+        slack (minutes) behind: without this a live N+1 from a Postgres log would wait for it.
+        Swept at most once per ``TAGGED_SWEEP_S`` of a log's time (a hot path)."""
+        ts = e.ts or 0.0  # statement_as_sql keeps timed statements only
+        due = self._tagged_sweep_at.get(e.source)
+        if due is not None and ts < due:
+            return
+        if due is None and len(self._tagged_sweep_at) >= 256:
+            self._tagged_sweep_at.clear()
+        self._tagged_sweep_at[e.source] = ts + TAGGED_SWEEP_S
+        cutoff = ts - self.s.orphan_gap_s
+        stale = [k for k, req in self._open.items()
+                 if req.source == e.source and k.startswith(TAGGED_KEY) and (req.last_ts or 0.0) < cutoff]
+        for key in stale:
+            self._finish(self._open.pop(key), None)
+
     def _open_request(self, key: str, e: Sql) -> OpenRequest:
         """A request's first statement (or an orphan group after a silence)."""
         old = self._open.pop(key, None)
@@ -237,7 +260,7 @@ class NPlusOneDetector(Detector):
             self._finish(old, None)
         if e.source not in self._sql_sources and len(self._sql_sources) < 256:
             self._sql_sources.add(e.source)
-        req = self._open[key] = OpenRequest(key, e.ts)
+        req = self._open[key] = OpenRequest(key, e.ts, e.source)
         if len(self._open) > self.s.max_open_requests:
             self._finish(self._open.popitem(last=False)[1], None)
         return req

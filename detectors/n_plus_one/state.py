@@ -69,10 +69,11 @@ class Group:
 
 class OpenRequest:
     __slots__ = ("key", "request_id", "first_ts", "last_ts", "groups", "queries", "cached", "db_ms", "tags",
-                 "source_event", "source_shape")
+                 "source_event", "source_shape", "source")
 
-    def __init__(self, key: str, ts: Optional[float]) -> None:
+    def __init__(self, key: str, ts: Optional[float], source: str = "") -> None:
         self.key = key
+        self.source = source  # the log file its statements come from
         self.request_id = "" if key.startswith("orphan:") else key
         self.first_ts = ts
         self.last_ts = ts

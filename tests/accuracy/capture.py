@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 import driver  # noqa: E402  (tests/e2e/driver.py)
 
 OUT_DIR = os.path.join(ROOT, "tests", "fixtures", "logs", "accuracy")
-LOG_FILES = ("production.log", "sidekiq.log", "puma.log")
+LOG_FILES = ("production.log", "sidekiq.log", "puma.log", "postgresql.log")
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
@@ -59,10 +59,12 @@ class ThrowawayPostgres:
     """A private Postgres cluster (Debian's binaries) in a temp dir on its own port, run as the
     ``postgres`` user; never the machine's shared server. Stopped (pg_ctl stop) on exit."""
 
-    def __init__(self, port: int, max_connections: int):
+    def __init__(self, port: int, max_connections: int, settings: Optional[Dict[str, str]] = None):
         self.port, self.max_connections = port, max_connections
+        self.settings = dict(settings or {})  # extra postgresql.conf lines (name -> value as written)
         self.dir = tempfile.mkdtemp(prefix="rw-accuracy-pg-")
         self.data = os.path.join(self.dir, "data")
+        self.log_path = os.path.join(self.dir, "pg.log")  # the server's stderr log (pg_ctl -l)
 
     def _as_postgres(self, argv: List[str]) -> None:
         subprocess.run(["runuser", "-u", "postgres", "--"] + argv, check=True, capture_output=True, text=True)
@@ -70,10 +72,12 @@ class ThrowawayPostgres:
     def __enter__(self) -> "ThrowawayPostgres":
         shutil.chown(self.dir, "postgres", "postgres")
         self._as_postgres([PG_BIN + "/initdb", "-D", self.data, "-A", "trust", "-U", "postgres"])
+        if self.settings:
+            with open(os.path.join(self.data, "postgresql.conf"), "a") as f:
+                f.write("\n" + "".join("%s = %s\n" % kv for kv in sorted(self.settings.items())))
         opts = "-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=%d -c superuser_reserved_connections=0" % (
             self.port, self.dir, self.max_connections)
-        self._as_postgres([PG_BIN + "/pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "pg.log"),
-                           "-w", "start"])
+        self._as_postgres([PG_BIN + "/pg_ctl", "-D", self.data, "-o", opts, "-l", self.log_path, "-w", "start"])
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -81,6 +85,36 @@ class ThrowawayPostgres:
             self._as_postgres([PG_BIN + "/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"])
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# Every statement logged with its duration, under a common prefix: what an operator sets to see
+# each query (with marginalia/QueryLogs tags, the request that ran it) in the Postgres log.
+STATEMENT_LOG_SETTINGS = {
+    "log_min_duration_statement": "0",
+    "log_line_prefix": "'%m [%p] %q%u@%d '",
+    "log_timezone": "'UTC'",
+}
+PG_LOG = "postgresql.log"  # the cluster's log, copied into a capture when the recipe asks for it
+# a log line's own time under STATEMENT_LOG_SETTINGS' prefix: "2026-12-04 20:31:02.123 UTC [4711] …"
+_PG_LINE_TS = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC ")
+
+
+def trim_pg_log_before(path: str, start_iso: str) -> int:
+    """Drop the lines logged before ``start_iso`` (driver.utcnow format): initdb, database set-up and
+    app boot, so the capture holds only the scenario's window. Cuts at a timestamped line, never
+    inside a statement's continuation lines. Returns the lines dropped."""
+    start = start_iso.replace("T", " ").rstrip("Z")
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
+        lines = f.readlines()
+    for i, line in enumerate(lines):
+        m = _PG_LINE_TS.match(line)
+        if m and m[1] >= start[: len(m[1])]:
+            break
+    else:
+        i = len(lines)
+    with open(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+        f.writelines(lines[i:])
+    return i
 
 
 def _pool_exhausted_by_max_connections(stack: driver.ReferenceStack) -> Dict[str, Any]:
@@ -149,6 +183,11 @@ RECIPES: Dict[str, Recipe] = {
         "postgres": {"max_connections": 6},
         "phases": [lambda s: driver.healthy(s, 6), _pool_exhausted_by_max_connections],
     },
+    "n_plus_one_info_tagged_pg_log": {
+        "stack": {"log_setup": "info", "bullet": False, "query_tags": True},
+        "postgres": {"max_connections": 40, "settings": STATEMENT_LOG_SETTINGS, "keep_log": True},
+        "phases": [lambda s: driver.healthy(s, 6), lambda s: driver.n_plus_one(s, 10), lambda s: driver.healthy(s, 4)],
+    },
     "n_plus_one_lograge_workers2": {
         "stack": {"log_setup": "lograge", "puma_threads": 4, "puma_workers": 2, "web_pool": 4,
                   "sidekiq_concurrency": 10, "sidekiq_pool": 10},
@@ -162,20 +201,25 @@ def capture(name: str, port: int, pg_port: int) -> str:
     work = tempfile.mkdtemp(prefix="rw-accuracy-%s-" % name)
     kwargs = dict(recipe["stack"])
     pg: Optional[ThrowawayPostgres] = None
-    if "postgres" in recipe:
-        pg = ThrowawayPostgres(pg_port, recipe["postgres"]["max_connections"]).__enter__()
+    pg_conf = recipe.get("postgres", {})
+    if pg_conf:
+        pg = ThrowawayPostgres(pg_port, pg_conf["max_connections"], pg_conf.get("settings")).__enter__()
         kwargs["db_port"] = pg_port
     try:
         stack = driver.ReferenceStack(work, port=port, redis_url="auto", **kwargs)
         with stack:
             phases = [fn(stack) for fn in recipe["phases"]]
             time.sleep(1.0)
+        if pg is not None and pg_conf.get("keep_log"):
+            shutil.copy(pg.log_path, os.path.join(work, "log", PG_LOG))
     finally:
         if pg is not None:
             pg.__exit__()
     dest = os.path.join(OUT_DIR, name)
     shutil.rmtree(dest, ignore_errors=True)
     os.makedirs(dest)
+    if pg_conf.get("keep_log"):
+        trim_pg_log_before(os.path.join(work, "log", PG_LOG), phases[0]["start"])
     for f in LOG_FILES:
         src = os.path.join(work, "log", f)
         if os.path.exists(src) and os.path.getsize(src) > 0:

@@ -153,6 +153,7 @@ class ReferenceStack:
         sidekiq_pool: int = 5,
         db_port: int = 5432,
         sidekiq_log: str = "sidekiq.log",
+        query_tags: bool = False,
     ):
         if log_setup not in LOG_SETUPS:
             raise ValueError("log_setup must be one of %s" % (LOG_SETUPS,))
@@ -176,6 +177,7 @@ class ReferenceStack:
         self.sidekiq_pool = sidekiq_pool
         self.db_port = int(db_port)
         self.sidekiq_log = sidekiq_log
+        self.query_tags = query_tags  # marginalia tags on every SQL statement (RW_QUERY_TAGS)
         self.base_url = "http://127.0.0.1:%d" % self.port
         self.redis = MiniRedis(DEFAULT_REDIS_URL if redis_url == "auto" else redis_url)
         self.session = requests.Session()
@@ -210,6 +212,7 @@ class ReferenceStack:
                 "PUMA_CONTROL_PORT": str(self.control_port),
                 "RW_DB_PORT": str(self.db_port),
                 "RW_SIDEKIQ_LOG": self.sidekiq_log,
+                "RW_QUERY_TAGS": "1" if self.query_tags else "0",
             }
         )
         # Never let a developer's Bundler setup leak into the Debian-only app.

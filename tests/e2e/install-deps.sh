@@ -17,6 +17,7 @@ PKGS=(
   ruby-connection-pool
   ruby-bullet         # N+1 detector (needs a shim on AR 6.1, see app/app.rb)
   ruby-lograge
+  ruby-marginalia     # query tags on SQL (RW_QUERY_TAGS=1; Rails 6.1 has no QueryLogs)
   postgresql-client   # psql / createdb used by driver.py
 )
 if [[ "${1:-}" == "--with-services" ]]; then

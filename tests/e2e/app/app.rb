@@ -13,6 +13,9 @@
 #   RW_BULLET      1 (default) enables Bullet (logs N+1 warnings through Rails.logger), 0 disables
 #   RW_FIXED       comma list of bugs the "deploy" fixed (fix verification, regression tests):
 #                  n_plus_one (PostsController#index eager-loads), always_fails (AlwaysFailsJob succeeds)
+#   RW_QUERY_TAGS  1 appends marginalia query tags to every SQL statement
+#                  (/*application:RailwatchE2E,controller:posts,action:index,request_id:…*/);
+#                  0 (default) leaves SQL untagged. Rails 6.1 has no QueryLogs (7.0+).
 
 require "logger"
 require "pathname"
@@ -55,6 +58,12 @@ require "sidekiq"
 # (it does `require "sidekiq/rails" if defined?(::Rails::Engine)`); load it explicitly.
 require "sidekiq/rails"
 require "bullet" if RW_BULLET
+RW_QUERY_TAGS = ENV.fetch("RW_QUERY_TAGS", "0") == "1"
+if RW_QUERY_TAGS
+  # Debian's ruby-marginalia 1.11: its railtie tags AR statements with the controller/job
+  require "marginalia/railtie"
+  Marginalia::Comment.components = [:application, :controller, :action, :request_id]
+end
 
 RW_FIXED = ENV.fetch("RW_FIXED", "").split(",").map(&:strip)
 RW_LOG_SETUP = ENV.fetch("RW_LOG_SETUP", "info")

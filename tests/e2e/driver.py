@@ -405,6 +405,14 @@ class ReferenceStack:
     def get(self, path: str, timeout: float = 30.0, **kw: Any) -> requests.Response:
         return self.session.get(self.url(path), timeout=timeout, **kw)
 
+    def drive(self, path: str, seconds: Optional[float] = None, stop: Any = None, pause: float = 0.15) -> None:
+        """GET ``path`` one request after another, ``pause`` s apart, for ``seconds`` or until ``stop``
+        (a threading.Event) is set: steady traffic on one endpoint."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while not (stop is not None and stop.is_set()) and (deadline is None or time.monotonic() < deadline):
+            self.get(path)
+            time.sleep(pause)
+
     def enqueue(self, job: str, n: int = 1, arg: Optional[str] = None) -> List[str]:
         params = {"job": job, "n": n}  # type: Dict[str, Any]
         if arg is not None:

@@ -225,6 +225,10 @@ class RailwatchAgent:
             return ""
 
     # ------------------------------------------------------------------ what it produced
+    def incidents_of(self, detector: str) -> List[Dict[str, Any]]:
+        """The incidents (the "incident" part of each incident.json) one detector opened."""
+        return [doc["incident"] for doc in self.incidents().values() if doc["incident"]["detector"] == detector]
+
     def incidents(self) -> Dict[str, Dict[str, Any]]:
         """incident.json documents of the directory sink, by incident id (half-written files are
         impossible: the sink renames them into place)."""

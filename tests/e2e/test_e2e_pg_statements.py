@@ -61,25 +61,7 @@ def _missing():
     return missing
 
 
-def _drive(stack, path, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        stack.get(path)
-        time.sleep(0.15)
-
-
-def _drive_until(stack, path, stop):
-    while not stop.is_set():
-        stack.get(path)
-        time.sleep(0.15)
-
-
 _first_request = [0.0]
-
-
-def _n_plus_one(agent):
-    """The n_plus_one incidents (incident.json documents: the incident is under "incident")."""
-    return [doc["incident"] for doc in agent.incidents().values() if doc["incident"]["detector"] == "n_plus_one"]
 
 
 def _one_run(tmp):
@@ -100,15 +82,15 @@ def _one_run(tmp):
                                       collectors={"postgres": {"enabled": True, "dsn": dsn, "interval_s": INTERVAL_S}})
             agent.start()
             try:
-                _drive(stack, "/posts_fixed", 5 * INTERVAL_S)  # the fixed twin: a clean history
+                stack.drive("/posts_fixed", 5 * INTERVAL_S)  # the fixed twin: a clean history
                 first = time.time()
                 _first_request[:] = [first]
                 stop = threading.Event()
-                t = threading.Thread(target=lambda: _drive_until(stack, "/posts", stop))
+                t = threading.Thread(target=lambda: stack.drive("/posts", stop=stop))
                 t.start()
                 try:
                     try:
-                        found = rp.wait_until(lambda: _n_plus_one(agent), 30.0, 0.05, "an n_plus_one incident")
+                        found = rp.wait_until(lambda: agent.incidents_of("n_plus_one"), 30.0, 0.05, "an n_plus_one incident")
                     except TimeoutError:
                         sys.stderr.write("[pgss] agent output:\n" + agent.output()[-6000:] + "\n")
                         raise
@@ -117,7 +99,7 @@ def _one_run(tmp):
                 finally:
                     stop.set()
                     t.join()
-                incidents = _n_plus_one(agent)
+                incidents = agent.incidents_of("n_plus_one")
             finally:
                 agent.stop()
             return incidents, opened - first, found, agent.output()

@@ -47,24 +47,6 @@ def _missing():
     return missing
 
 
-def _drive(stack, path, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        stack.get(path)
-        time.sleep(0.15)
-
-
-def _drive_until(stack, path, stop):
-    while not stop.is_set():
-        stack.get(path)
-        time.sleep(0.15)
-
-
-def _n_plus_one(agent):
-    """The n_plus_one incidents (incident.json documents: the incident is under "incident")."""
-    return [doc["incident"] for doc in agent.incidents().values() if doc["incident"]["detector"] == "n_plus_one"]
-
-
 def test_info_level_n_plus_one_from_tagged_postgres_log_opens_one_incident():
     rp.require_prerequisites(_missing())
     tmp = tempfile.mkdtemp(prefix="rw-tagged-")
@@ -80,14 +62,14 @@ def test_info_level_n_plus_one_from_tagged_postgres_log_opens_one_incident():
                                           metrics_port=rp.free_port())
                 agent.start()
                 try:
-                    _drive(stack, "/posts_fixed", 5.0)  # the fixed twin: tagged, batched, clean
+                    stack.drive("/posts_fixed", 5.0)  # the fixed twin: tagged, batched, clean
                     first = time.time()
                     stop = threading.Event()
-                    t = threading.Thread(target=lambda: _drive_until(stack, "/posts", stop))
+                    t = threading.Thread(target=lambda: stack.drive("/posts", stop=stop))
                     t.start()
                     try:
                         try:
-                            rp.wait_until(lambda: _n_plus_one(agent), 30.0, 0.05, "an n_plus_one incident")
+                            rp.wait_until(lambda: agent.incidents_of("n_plus_one"), 30.0, 0.05, "an n_plus_one incident")
                         except TimeoutError:
                             sys.stderr.write("[tagged] agent output:\n" + agent.output()[-6000:] + "\n")
                             raise
@@ -96,7 +78,7 @@ def test_info_level_n_plus_one_from_tagged_postgres_log_opens_one_incident():
                     finally:
                         stop.set()
                         t.join()
-                    incidents = _n_plus_one(agent)
+                    incidents = agent.incidents_of("n_plus_one")
                     output = agent.output()
                 finally:
                     agent.stop()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 
@@ -37,3 +38,18 @@ def target(targets):  # type: ignore[no-untyped-def]
     yield start
     for t in started:
         t.stop()
+
+
+_OWN_LOGGERS = ("railwatch", "agent", "detectors")
+
+
+@pytest.fixture(autouse=True)
+def _railwatch_logging_as_it_was():  # type: ignore[no-untyped-def]
+    """A command run in-process (``run`` through click's CliRunner) sets up railwatch's own
+    logging (handlers on a stream that closes, propagate off); put it back after each test so
+    the next test's caplog still sees the railwatch loggers."""
+    loggers = [logging.getLogger(n) for n in _OWN_LOGGERS]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    yield
+    for lg, (handlers, level, propagate) in zip(loggers, saved):
+        lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate

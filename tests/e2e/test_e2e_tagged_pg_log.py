@@ -28,11 +28,7 @@ _load = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_load)
 driver = _load.load("driver")
 rp = _load.load("railwatch_proc")
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_cap_spec = importlib.util.spec_from_file_location("railwatch_accuracy_capture", os.path.join(ROOT, "tests", "accuracy", "capture.py"))
-capture = importlib.util.module_from_spec(_cap_spec)
-_cap_spec.loader.exec_module(capture)
+capture = _load.load("capture", _load.ACCURACY)
 
 pytestmark = pytest.mark.e2e
 MARGINALIA = "/usr/share/rubygems-integration/all/gems/marginalia-*/lib/marginalia.rb"  # Debian's ruby-marginalia

@@ -42,6 +42,18 @@ class Parser:
         (journald, container runtime, syslog) when the line has one."""
         raise NotImplementedError
 
+    def feed_lines(self, lines: Sequence[str], first_lineno: int) -> List[Event]:
+        """Parse consecutive lines, the first numbered ``first_lineno``; the same events as
+        ``feed`` on each in turn. Parsers override it with a loop that keeps its state in
+        locals (the per-line call is a third of the cost of a cheap line)."""
+        out: List[Event] = []
+        feed = self.feed
+        for lineno, line in enumerate(lines, first_lineno):
+            events = feed(line, lineno)
+            if events:
+                out.extend(events)
+        return out
+
     def finish(self) -> List[Event]:
         return NOTHING
 

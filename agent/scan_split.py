@@ -2,7 +2,7 @@
 
 The file is cut into ranges at line starts. This process parses the first range itself,
 feeding the detectors as it goes; worker processes parse the later ranges at the same
-time and spill their events (pickled lists) to temporary files, which this process then
+time and spill their events (encoded lists, see ``encode``) to temporary files, which this process then
 feeds, in order, to the same pipeline. So the detectors see one timeline, as with
 ``--jobs 1``: cross-log correlation is not lost as it is when ``--jobs`` splits files.
 
@@ -28,8 +28,10 @@ times) with the one-process scan on the e2e fixtures and the corpus.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import heapq
 import itertools
+import operator
 import os
 import pickle
 import tempfile
@@ -37,7 +39,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple, Type
 
-from agent.events import Event, Finding
+from agent.events import EVENT_TYPES, Event, Finding
 from agent.parsers.base import Parser
 from agent.parsers.choose import SNIFF_LINES, choose_format
 from agent.pipeline import Pipeline
@@ -161,34 +163,65 @@ class RangeReport:
     problems: Tuple[str, ...] = ()
 
 
+def _segments(first: int, last: int, rng: Range) -> Iterator[Tuple[int, int, bool]]:
+    """Cut lines ``first..last`` (a chunk read) into runs ``(a, b, exact)``, ``b`` exclusive.
+
+    Exact runs are fed line by line, so each event is labelled with the line it was emitted
+    at: needed where ranges meet, for the first ``SPILL_LINES`` lines a range owns (the
+    previous range's spill is merged with them) and from its end on (its spill). Elsewhere
+    a run goes to the parser's ``feed_lines`` at once and its events are labelled with the
+    run's last line: later than they really were, but before every line of the next run,
+    which is all the merge needs. Runs never straddle the range's start or end."""
+    start, end = rng.start_line, rng.end_line
+    marks = {start, end} if end is not None else {start}
+    exact_from = start if rng.warm_line < start else None  # the first range has nothing before it
+    if exact_from is not None:
+        marks.add(exact_from + SPILL_LINES + 1)
+    cuts = sorted(m for m in marks if first < m <= last) + [last + 1]
+    a = first
+    for b in cuts:
+        if b > a:
+            in_head = exact_from is not None and exact_from <= a <= exact_from + SPILL_LINES
+            yield a, b, in_head or (end is not None and a >= end)
+        a = b
+
+
 def parse_range(
     path: str, log_format: Optional[str], rng: Range, report: RangeReport, on_bytes: Optional[Callable[[int], None]] = None
 ) -> Iterator[List[Emitted]]:
-    """The events a range owns, with the line each was emitted at, a list per chunk read."""
+    """The events a range owns, each with the line it was emitted at (see ``_segments``),
+    a list per chunk read."""
     parser_type, _ = _parser_for(path, log_format)
     assert parser_type is not None
     parser = parser_type(path)
-    feed = parser.feed
+    feed, feed_lines = parser.feed, parser.feed_lines
     start, end = rng.start_line, rng.end_line
     stop = end + SPILL_LINES if end is not None else None
     stats = ReadStats()
-    lineno = rng.warm_line - 1
+    lineno = rng.warm_line - 1  # the last line fed
     unparsed_at_start = unparsed_at_end = None
     for batch in read_batches(path, stats, on_bytes=on_bytes, offset=rng.warm_byte):
+        first = lineno + 1
+        if stop is not None and first + len(batch) - 1 > stop:
+            batch = batch[: stop - first + 1]
         out: List[Emitted] = []
-        for line in batch:
-            lineno += 1
-            if lineno == start:
+        for a, b, exact in _segments(first, first + len(batch) - 1, rng):
+            if a == start:
                 unparsed_at_start = parser.unparsed
-            elif lineno == end:
+            elif a == end:
                 unparsed_at_end = parser.unparsed
-            events = feed(line, lineno)
-            if events:
-                for e in events:
+            lines = batch[a - first : b - first]
+            if exact:
+                for n, line in enumerate(lines, a):
+                    for e in feed(line, n) or ():
+                        if start <= e.line and (end is None or e.line < end):
+                            out.append((n, e))
+            else:
+                at = b - 1
+                for e in feed_lines(lines, a):
                     if start <= e.line and (end is None or e.line < end):
-                        out.append((lineno, e))
-            if lineno == stop:
-                break
+                        out.append((at, e))
+        lineno = first + len(batch) - 1
         yield out
         if lineno == stop:
             break
@@ -202,14 +235,35 @@ def parse_range(
     report.problems = tuple(stats.problems)
 
 
+#: events cross from a worker as (line, type number, field values): about half the cost of
+#: pickling the dataclasses, on both sides (the parent, which also runs every detector, is
+#: the one that limits the speed-up)
+_TYPE_NUMBER = {t: i for i, t in enumerate(EVENT_TYPES)}
+_FIELDS = [operator.attrgetter(*(f.name for f in dataclasses.fields(t))) for t in EVENT_TYPES]
+
+
+def encode(batch: List[Emitted]) -> bytes:
+    number, fields = _TYPE_NUMBER, _FIELDS
+    rows = []
+    for at, e in batch:
+        n = number[type(e)]
+        rows.append((at, n, fields[n](e)))
+    return pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(body: bytes) -> List[Emitted]:
+    types = EVENT_TYPES
+    return [(at, types[n](*values)) for at, n, values in pickle.loads(body)]
+
+
 def _spill_range(path: str, log_format: Optional[str], rng: Range, spill: str) -> RangeReport:
-    """Worker side: a range's events into ``spill``, a length-framed pickled list per chunk
+    """Worker side: a range's events into ``spill``, a length-framed encoded list per chunk
     read, flushed at once so this process can feed them while the worker reads on."""
     report = RangeReport()
     with open(spill, "wb") as fh:
         for batch in parse_range(path, log_format, rng, report):
             if batch:
-                body = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+                body = encode(batch)
                 fh.write(len(body).to_bytes(8, "little"))
                 fh.write(body)
                 fh.flush()
@@ -227,7 +281,7 @@ def _follow_spill(spill: str, finished: Callable[[], bool]) -> Iterator[Emitted]
                 size = int.from_bytes(head, "little")
                 body = fh.read(size)
                 if len(body) == size:
-                    yield from pickle.loads(body)
+                    yield from decode(body)
                     continue
             if done:
                 return
@@ -256,7 +310,8 @@ def split_events(path: str, parts: int, log_format: Optional[str] = None) -> Ite
     """The events of ``path`` read as ``parts`` ranges, in this process (for tests and tools)."""
     ranges = plan(path, parts)
     reports = [RangeReport() for _ in ranges]
-    streams = ((x for batch in parse_range(path, log_format, r, rep) for x in batch) for r, rep in zip(ranges, reports))
+    # each range's events go through the workers' encoding, so the tests cover it too
+    streams = ((x for batch in parse_range(path, log_format, r, rep) for x in decode(encode(batch))) for r, rep in zip(ranges, reports))
     times = LastTime()
     for event in merged_events(ranges, streams):
         times.fill((event,))

@@ -13,6 +13,13 @@ class, a queue). Two tools:
     Keys are LRU-evicted beyond ``max_keys``: an app with 5,000 endpoints and a
     scanner fed millions of lines keep a fixed footprint.
 
+``LastValues(max_keys, max_samples)``
+    The lean case of a lazily sorted ``RollingBaseline`` without a window or half-life:
+    per key only the last ``max_samples`` values (no times, no means), sorted when a
+    quantile is read. The same ``count/quantile/median/p95/max`` answers and the same
+    LRU eviction, at a deque append per update (job durations: updated on every
+    finished job, read only for the rare slow or stuck one).
+
 ``RecentVsBaseline(max_keys, recent_size, baseline_size)``
     Per key: a short "recent" window and a longer, *lagged* baseline made of the
     samples that fell out of the recent window. A spike therefore does not poison
@@ -237,6 +244,76 @@ class RollingBaseline:
     def ewma(self, key: Hashable) -> Optional[float]:
         series = self._series.get(key)
         return series.ewma if series else None
+
+
+class LastValues:
+    """Per key, the last ``max_samples`` values; quantiles sort them when read (see the module doc).
+
+    Answers exactly what ``RollingBaseline(max_keys, max_samples, lazy_sort=True)`` answers for
+    ``count``, ``quantile``, ``median``, ``p95``, ``max``, ``keys`` and ``update``'s evicted key.
+    """
+
+    def __init__(self, max_keys: int = 5000, max_samples: int = 200) -> None:
+        if max_keys < 1 or max_samples < 1:
+            raise ValueError("max_keys and max_samples must be >= 1")
+        self.max_keys = max_keys
+        self.max_samples = max_samples
+        # key -> [values oldest first, their sorted copy or None when stale]
+        self._keys: "OrderedDict[Hashable, list]" = OrderedDict()  # type: ignore[type-arg]
+        self.evicted = 0
+
+    def update(self, key: Hashable, value: float, ts: Optional[float] = None) -> Optional[Hashable]:  # noqa: ARG002 - ts: RollingBaseline's signature
+        """Add one value; returns the key the LRU evicted to make room, if any."""
+        entry = self._keys.get(key)
+        if entry is not None:  # hot path: a known key
+            self._keys.move_to_end(key)
+            entry[0].append(float(value))
+            entry[1] = None
+            return None
+        evicted: Optional[Hashable] = None
+        self._keys[key] = [deque((float(value),), maxlen=self.max_samples), None]
+        if len(self._keys) > self.max_keys:
+            evicted = self._keys.popitem(last=False)[0]
+            self.evicted += 1
+        return evicted
+
+    def _sorted(self, key: Hashable) -> List[float]:
+        entry = self._keys.get(key)
+        if entry is None:
+            return []
+        ordered = entry[1]
+        if ordered is None:
+            ordered = entry[1] = sorted(entry[0])
+        return ordered  # type: ignore[no-any-return]
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self) -> Iterator[Hashable]:
+        return iter(self._keys)
+
+    def forget(self, key: Hashable) -> None:
+        self._keys.pop(key, None)
+
+    def count(self, key: Hashable) -> int:
+        entry = self._keys.get(key)
+        return len(entry[0]) if entry is not None else 0
+
+    def quantile(self, key: Hashable, q: float) -> Optional[float]:
+        return quantile(self._sorted(key), q) if key in self._keys else None
+
+    def median(self, key: Hashable) -> Optional[float]:
+        return self.quantile(key, 0.5)
+
+    def p95(self, key: Hashable) -> Optional[float]:
+        return self.quantile(key, 0.95)
+
+    def max(self, key: Hashable) -> Optional[float]:
+        values = self._sorted(key)
+        return values[-1] if values else None
 
 
 class RecentVsBaseline:

@@ -120,6 +120,25 @@ class _Series:
         else:
             self.ewma = self._sum / len(samples) if samples else value
 
+    def add_plain(self, value: float, ts: float) -> None:
+        """``add(value, ts, None, None)`` of an eagerly sorted series, step for step (hot path)."""
+        samples = self.samples
+        if len(samples) >= self.max_samples:
+            self.drop_oldest()
+        samples.append((ts, value))
+        bisect.insort(self._sorted, value)  # type: ignore[arg-type]
+        self._sum += value
+        self.total += 1
+        if self.first_ts is None:
+            self.first_ts = ts
+        last_ts = self.last_ts
+        if last_ts is None or ts > last_ts:
+            self.last_ts = ts
+        if self.ewma is None or self.ewma_ts is None:
+            self.ewma, self.ewma_ts = value, ts
+        else:
+            self.ewma = self._sum / len(samples)
+
     def drop_oldest(self) -> Tuple[float, float]:
         ts, value = self.samples.popleft()
         self._sum -= value
@@ -350,12 +369,27 @@ class RecentVsBaseline:
         The same numbers as the four separate calls, in one step: a detector that compares
         the windows after every sample (once per request) calls this.
         """
-        self.update(key, value, ts)
-        recent = self.recent._series[key]
-        base = self.baseline._series.get(key)
-        if base is None:
-            return len(recent.samples), 0, _median(recent.sorted_values()), None
-        return len(recent.samples), len(base.samples), _median(recent.sorted_values()), _median(base.sorted_values())
+        by_key = self.recent._series
+        recent = by_key.get(key)
+        base = self.baseline._series.get(key) if recent is not None else None
+        if base is None:  # a new key, or one still filling its windows: the generic steps
+            self.update(key, value, ts)
+            recent = by_key[key]
+            base = self.baseline._series.get(key)
+            if base is None:
+                return len(recent.samples), 0, _median(recent.sorted_values()), None
+        else:  # hot path: both windows exist; update()'s steps with their calls inlined
+            by_key.move_to_end(key)
+            recent.add_plain(float(value), float(ts))
+            samples = recent.samples
+            if len(samples) > self.recent_size:
+                old_ts, old_value = samples.popleft()  # recent.drop_oldest()
+                recent._sum -= old_value
+                ordered = recent._sorted
+                del ordered[bisect.bisect_left(ordered, old_value)]  # type: ignore[arg-type]
+                self.baseline._series.move_to_end(key)
+                base.add_plain(old_value, old_ts)
+        return len(recent.samples), len(base.samples), _median(recent._sorted), _median(base._sorted)  # type: ignore[arg-type]
 
     def recent_count(self, key: Hashable) -> int:
         return self.recent.count(key)

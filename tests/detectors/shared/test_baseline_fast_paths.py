@@ -84,3 +84,22 @@ def test_last_values_forget_a_key_and_reject_empty_bounds() -> None:
         except ValueError:
             continue
         raise AssertionError(f"LastValues{bad} accepted")
+
+
+def _whole_state(b: RollingBaseline) -> list:  # type: ignore[type-arg]
+    return [(k, b.samples(k), b.count(k), b.total(k), b.mean(k), b.ewma(k), b.first_seen(k), b.last_seen(k), b.median(k),
+             b.p95(k)) for k in b.keys()]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.floats(-1e6, 1e6, allow_nan=False), st.floats(0.0, 1e4)), max_size=300),
+       st.integers(1, 3), st.integers(1, 6), st.integers(1, 12))
+def test_push_leaves_both_windows_as_update_does(steps, max_keys, recent_size, baseline_size) -> None:
+    fast = RecentVsBaseline(max_keys=max_keys, recent_size=recent_size, baseline_size=baseline_size)
+    slow = RecentVsBaseline(max_keys=max_keys, recent_size=recent_size, baseline_size=baseline_size)
+    for key, value, ts in steps:  # times out of order too
+        got = fast.push(key, value, ts)
+        slow.update(key, value, ts)
+        assert got == (slow.recent_count(key), slow.baseline_count(key), slow.recent_median(key), slow.baseline_median(key))
+        assert _whole_state(fast.recent) == _whole_state(slow.recent)
+        assert _whole_state(fast.baseline) == _whole_state(slow.baseline)

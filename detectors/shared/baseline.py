@@ -389,7 +389,14 @@ class RecentVsBaseline:
                 del ordered[bisect.bisect_left(ordered, old_value)]  # type: ignore[arg-type]
                 self.baseline._series.move_to_end(key)
                 base.add_plain(old_value, old_ts)
-        return len(recent.samples), len(base.samples), _median(recent._sorted), _median(base._sorted)  # type: ignore[arg-type]
+        # _median of both sorted windows, inlined (neither is empty here)
+        ordered, n = recent._sorted, len(recent.samples)
+        lo = (n - 1) >> 1
+        now = float(ordered[lo] + (ordered[lo + 1] - ordered[lo]) * (0.0 if n & 1 else 0.5)) if n > 1 else float(ordered[0])  # type: ignore[index]
+        ordered, m = base._sorted, len(base.samples)
+        lo = (m - 1) >> 1
+        before = float(ordered[lo] + (ordered[lo + 1] - ordered[lo]) * (0.0 if m & 1 else 0.5)) if m > 1 else float(ordered[0])  # type: ignore[index]
+        return n, m, now, before
 
     def recent_count(self, key: Hashable) -> int:
         return self.recent.count(key)

@@ -76,3 +76,27 @@ def test_cached_feed_counts_what_plain_lookups_count(events, max_keys, max_bucke
             assert _state(fast) == _state(plain)
     finally:
         series_module.MAX_KEYS, series_module.MAX_BUCKETS = saved
+
+
+@settings(max_examples=100, deadline=None)
+@given(_events)
+def test_a_whole_batch_counts_what_event_by_event_counts(events) -> None:
+    batched, plain = SeriesCollector(), PlainSeries()
+    assert batched.feed_batch(events) == []
+    for event in events:
+        plain.feed(event)
+    assert _state(batched) == _state(plain)
+
+
+def test_an_event_it_cannot_count_is_skipped_and_returned_with_its_index() -> None:
+    s = SeriesCollector()
+    bad = Request(ts=1.7e9, endpoint="A#a", status="500")  # type: ignore[arg-type]  # not a number
+    skipped = s.feed_batch([Request(ts=1.7e9, endpoint="A#a", status=200), bad, Job(ts=1.7e9, state="done", job_class="J")])
+    assert [(i, type(exc)) for i, exc in skipped] == [(1, TypeError)]
+    assert s.column(s.jobs, "J", JOB_DONE) == [1.0]
+    try:
+        s.feed(bad)
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("feed() must raise what it could not count, as before")

@@ -7,6 +7,12 @@ a detector that raises on an event skips that event (counted in ``errors`` and r
 through ``on_error``) and keeps running; only a detector that keeps raising — see
 ``DISABLE_AFTER_ERRORS`` — is disabled for the run, listed with the reason in
 ``disabled`` (for /healthz to report the run as degraded).
+
+A member with a ``feed_batch(events)`` method (the scan's timeline collector) is handed
+each batch whole instead of event by event: it picks the kinds it wants itself and
+returns the (index, exception) of the events it skipped, which count as errors here
+like a detector's. It never reports findings between flushes, so taking the batch
+before the detectors take its events changes nothing it or they compute.
 """
 from __future__ import annotations
 
@@ -41,7 +47,11 @@ class Pipeline:
         self.flush_every = flush_every
         self._on_error = on_error or (lambda message: None)
         self._by_kind: Dict[str, List[Detector]] = {}
+        self._batch_fed: List[Detector] = []  # members with feed_batch (see the module doc)
         for d in self.detectors:
+            if callable(getattr(d, "feed_batch", None)):
+                self._batch_fed.append(d)
+                continue
             for kind in d.kinds:
                 self._by_kind.setdefault(kind, []).append(d)
         self._next_flush: Optional[float] = None
@@ -63,6 +73,9 @@ class Pipeline:
         high_water = self.high_water
         next_flush = self._next_flush
         every = self.flush_every
+        for member in self._batch_fed:
+            for index, exc in member.feed_batch(events):  # type: ignore[attr-defined]
+                self._failed(member, exc, events[index], self.events + index)
         for position, event in enumerate(events, self.events):
             wanted = by_kind.get(event.kind)
             if wanted:
@@ -129,6 +142,8 @@ class Pipeline:
         self.disabled[detector.name] = reason
         if detector in self.detectors:
             self.detectors.remove(detector)
+        if detector in self._batch_fed:  # a new list, as below
+            self._batch_fed = [d for d in self._batch_fed if d is not detector]
         for kind, members in self._by_kind.items():
             if detector in members:  # a new list: a feed loop may be iterating over the old one
                 self._by_kind[kind] = [d for d in members if d is not detector]

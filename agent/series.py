@@ -14,7 +14,7 @@ A 1 GB log therefore costs at most MAX_KEYS × MAX_BUCKETS small lists per famil
 """
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
 from agent.events import Event
 
@@ -49,47 +49,89 @@ class SeriesCollector:
         self.dropped_keys = 0
         self._lo: Optional[int] = None  # smallest / largest bucket index seen
         self._hi: Optional[int] = None
+        # per family, the slots of bucket _cached_idx looked up so far, by key: caches
+        # emptied when the bucket changes or the width does (_widen makes new slot lists)
+        self._cached_idx: Optional[int] = None
+        self._cached_requests: Dict[str, List[float]] = {}
+        self._cached_errors: Dict[str, List[float]] = {}
+        self._cached_jobs: Dict[str, List[float]] = {}
 
     # -- the detector-shaped interface the pipeline calls -----------------------------
     def feed(self, event: Event) -> None:
-        ts = event.ts
-        if ts is None:
-            return
-        kind = event.kind
-        if kind == "deploy":
-            if len(self.deploys) < MAX_DEPLOYS:
-                self.deploys.append((ts, getattr(event, "revision", "")))
-            return
-        idx = self._index(ts)
-        if kind == "request":
-            status = event.status  # type: ignore[attr-defined]
-            failed = 1.0 if status is not None and status >= 500 else 0.0
-            db_ms = event.db_ms  # type: ignore[attr-defined]
-            queries = event.queries  # type: ignore[attr-defined]
-            for key in (ALL, event.endpoint):  # type: ignore[attr-defined]
-                if not key:
+        if event.kind in self.kinds:
+            for _, exc in self.feed_batch((event,)):
+                raise exc
+
+    def feed_batch(self, events: Sequence[Event]) -> List[Tuple[int, Exception]]:
+        """``feed`` on each event of the batch in one loop: the pipeline hands the collector
+        whole batches (no call per event). An event it cannot count (a non-numeric field,
+        say) is skipped and returned as (its index, the exception), for the pipeline to report."""
+        skipped: List[Tuple[int, Exception]] = []
+        kinds = self.kinds
+        for position, event in enumerate(events):
+            # hot path (every request and job line): the bucket index and the slots of the
+            # current bucket are looked up inline; _index/_slot only when the bucket changes
+            kind = event.kind
+            if kind not in kinds:
+                continue
+            try:
+                ts = event.ts
+                if ts is None:
                     continue
-                slot = self._slot(self.requests, key, idx, 6)
-                if slot is None:
+                if kind == "deploy":
+                    if len(self.deploys) < MAX_DEPLOYS:
+                        self.deploys.append((ts, getattr(event, "revision", "")))
                     continue
-                slot[REQ_COUNT] += 1
-                slot[REQ_5XX] += failed
-                if db_ms is not None:
-                    slot[REQ_DB_MS] += db_ms
-                    slot[REQ_DB_N] += 1
-                if queries is not None:
-                    slot[REQ_QUERIES] += queries
-                    slot[REQ_QUERIES_N] += 1
-        elif kind == "error":
-            slot = self._slot(self.errors, event.error_class or "?", idx, 1)  # type: ignore[attr-defined]
-            if slot is not None:
-                slot[0] += 1
-        else:  # job
-            state = event.state  # type: ignore[attr-defined]
-            if state == "done" or state == "fail":
-                slot = self._slot(self.jobs, event.job_class or "?", idx, 2)  # type: ignore[attr-defined]
-                if slot is not None:
-                    slot[JOB_DONE if state == "done" else JOB_FAIL] += 1
+                first = self.first_ts
+                if first is None:
+                    idx = self._index(ts)
+                else:  # _index inlined
+                    if ts < first:
+                        self.first_ts = ts
+                    elif ts > self.last_ts:  # type: ignore[operator]
+                        self.last_ts = ts
+                    idx = int(ts // self.width)
+                    if idx < self._lo or idx > self._hi:  # type: ignore[operator]
+                        idx = self._extend(ts, idx)
+                if idx != self._cached_idx:
+                    self._forget_cached(idx)
+                if kind == "request":
+                    cached = self._cached_requests
+                    status = event.status  # type: ignore[attr-defined]
+                    is_5xx = 1.0 if status is not None and status >= 500 else 0.0
+                    db_ms = event.db_ms  # type: ignore[attr-defined]
+                    queries = event.queries  # type: ignore[attr-defined]
+                    for key in (ALL, event.endpoint):  # type: ignore[attr-defined]
+                        if not key:
+                            continue
+                        slot = cached.get(key)
+                        if slot is None:
+                            slot = self._cached_slot(self.requests, cached, key, idx, 6)
+                            if slot is None:
+                                continue
+                        slot[REQ_COUNT] += 1
+                        slot[REQ_5XX] += is_5xx
+                        if db_ms is not None:
+                            slot[REQ_DB_MS] += db_ms
+                            slot[REQ_DB_N] += 1
+                        if queries is not None:
+                            slot[REQ_QUERIES] += queries
+                            slot[REQ_QUERIES_N] += 1
+                elif kind == "error":
+                    key = event.error_class or "?"  # type: ignore[attr-defined]
+                    slot = self._cached_errors.get(key) or self._cached_slot(self.errors, self._cached_errors, key, idx, 1)
+                    if slot is not None:
+                        slot[0] += 1
+                else:  # job
+                    state = event.state  # type: ignore[attr-defined]
+                    if state == "done" or state == "fail":
+                        key = event.job_class or "?"  # type: ignore[attr-defined]
+                        slot = self._cached_jobs.get(key) or self._cached_slot(self.jobs, self._cached_jobs, key, idx, 2)
+                        if slot is not None:
+                            slot[JOB_DONE if state == "done" else JOB_FAIL] += 1
+            except Exception as exc:  # noqa: BLE001 - reported by the pipeline, like a detector's
+                skipped.append((position, exc))
+        return skipped
 
     def flush(self, until: Optional[float]) -> list:  # noqa: ARG002 - never reports findings
         return []
@@ -100,7 +142,10 @@ class SeriesCollector:
             self.first_ts = ts
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
-        idx = int(ts // self.width)
+        return self._extend(ts, int(ts // self.width))
+
+    def _extend(self, ts: float, idx: int) -> int:
+        """Take in bucket ``idx`` of ``ts`` (first/last times already updated); its index after any widening."""
         lo, hi = self._lo, self._hi
         if lo is None or idx < lo:
             lo = self._lo = idx
@@ -134,8 +179,21 @@ class SeriesCollector:
                             into[i] += value
                 family[key] = merged
         self.width = width
+        self._forget_cached(None)
         self._lo = int(self.first_ts // width)
         self._hi = int(self.last_ts // width)
+
+    def _forget_cached(self, idx: Optional[int]) -> None:
+        self._cached_idx = idx
+        self._cached_requests.clear()
+        self._cached_errors.clear()
+        self._cached_jobs.clear()
+
+    def _cached_slot(self, family: Dict[str, Buckets], cached: Dict[str, List[float]], key: str, idx: int, size: int) -> Optional[List[float]]:
+        slot = self._slot(family, key, idx, size)
+        if slot is not None:  # a key past MAX_KEYS is counted in dropped_keys on every event, as before
+            cached[key] = slot
+        return slot
 
     def _slot(self, family: Dict[str, Buckets], key: str, idx: int, size: int) -> Optional[List[float]]:
         buckets = family.get(key)

@@ -142,3 +142,47 @@ def test_a_log_that_resumes_hours_later_moves_the_clock_once_confirmed():
     p.feed_batch([_stamped(now + i) for i in range(5)])
     p.feed_batch([_stamped(later + i) for i in range(3)])
     assert p.high_water == later + 2
+
+
+class BatchRecorder:
+    """A member fed whole batches (like the scan's series collector); it skips odd lines as failures."""
+
+    name = "batch"
+    kinds = frozenset({"request"})
+
+    def __init__(self, fail_odd: bool = False) -> None:
+        self.fed: List[int] = []
+        self.fail_odd = fail_odd
+
+    def feed_batch(self, events):  # type: ignore[no-untyped-def]
+        skipped = []
+        for i, event in enumerate(events):
+            if event.kind not in self.kinds:
+                continue
+            if self.fail_odd and event.line % 2:
+                skipped.append((i, ValueError(f"cannot count line {event.line}")))
+                continue
+            self.fed.append(event.line)
+        return skipped
+
+    def flush(self, until: Optional[float]) -> List[Finding]:
+        return []
+
+
+def test_a_batch_member_gets_every_batch_whole_and_its_skipped_events_count_as_errors():
+    batch, recorder = BatchRecorder(fail_odd=True), Recorder()
+    messages: List[str] = []
+    pipeline = Pipeline([batch, recorder], on_error=messages.append)
+    pipeline.feed_batch([Sql(ts=1.0, line=1), Request(ts=1.0, line=2), Request(ts=1.0, line=3)])
+    pipeline.feed(Request(ts=2.0, line=4))
+    assert batch.fed == [2, 4] and recorder.fed == [2, 3, 4]
+    assert pipeline.errors == {"batch": 1} and len(messages) == 1 and ":3 " in messages[0]
+
+
+def test_a_batch_member_that_keeps_failing_is_disabled_and_fed_no_more():
+    batch = BatchRecorder(fail_odd=True)
+    pipeline = Pipeline([batch])
+    pipeline.feed_batch([Request(ts=1.0, line=2 * n + 1) for n in range(DISABLE_AFTER_ERRORS)])
+    assert set(pipeline.disabled) == {"batch"} and pipeline.detectors == []
+    pipeline.feed_batch([Request(ts=1.0, line=100)])
+    assert batch.fed == []

@@ -92,7 +92,7 @@ from detectors.n_plus_one.report import ReportInput, build_findings
 from detectors.n_plus_one.state import Group, Incident, OpenRequest, Spike, endpoint_from_tags
 from detectors.n_plus_one.tagged import KEY_PREFIX as TAGGED_KEY, statement_as_sql
 from detectors.n_plus_one.statements import StatementCorrelator, StatementRules
-from detectors.shared.sqlfp import SqlFingerprinter, parse_binds
+from detectors.shared.sqlfp import SqlFingerprinter
 
 _ID_SEGMENT = re.compile(r"/(?:\d+|[0-9a-f]{8}-[0-9a-f-]{27,})(?=/|$)")
 _LIMIT_BIND = re.compile(r'\["LIMIT", (\d+)\]')
@@ -228,8 +228,8 @@ class NPlusOneDetector(Detector):
         if group is None:
             if len(req.groups) >= self.s.max_groups_per_request:
                 return
-            # binds are parsed for the first statement only: they name the association
-            group = req.groups[shape.fingerprint] = Group(shape, e, parse_binds(binds), req.source_event, req.source_shape)
+            # the first statement's binds name the association (parsed if the group turns out repeated)
+            group = req.groups[shape.fingerprint] = Group(shape, e, binds, req.source_event, req.source_shape)
         group.add(e)
         if kind == "load":
             req.source_event, req.source_shape = e, shape

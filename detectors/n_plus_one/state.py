@@ -16,7 +16,7 @@ from typing import Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 from agent.events import Bullet, Evidence, Request, Sql
 from detectors.shared.deploys import DeployMarker
 from detectors.n_plus_one.association import Association, camelize
-from detectors.shared.sqlfp import SqlShape
+from detectors.shared.sqlfp import SqlShape, parse_binds
 
 MAX_IDENTITIES = 64  # distinct binds remembered per group: enough to tell 5 from 1
 MAX_LOCATIONS = 8
@@ -26,14 +26,15 @@ MAX_EVIDENCE = 6
 class Group:
     """One fingerprint's statements inside one request."""
 
-    __slots__ = ("shape", "first", "binds", "source_event", "source_shape", "count", "identities",
+    __slots__ = ("shape", "first", "raw_binds", "_binds", "source_event", "source_shape", "count", "identities",
                  "unlogged", "total_ms", "examples", "locations")
 
-    def __init__(self, shape: SqlShape, first: Sql, binds: Sequence[Tuple[str, str]],
+    def __init__(self, shape: SqlShape, first: Sql, raw_binds: str,
                  source_event: Optional[Sql], source_shape: Optional[SqlShape]) -> None:
         self.shape = shape
         self.first = first
-        self.binds = binds
+        self.raw_binds = raw_binds  # the first statement's binds, as logged: they name the association
+        self._binds: Optional[List[Tuple[str, str]]] = None
         self.source_event = source_event if source_shape is None or source_shape.fingerprint != shape.fingerprint else None
         self.source_shape = source_shape if self.source_event is not None else None
         self.count = 0
@@ -61,6 +62,13 @@ class Group:
                 locations[loc] += 1
             elif len(locations) < MAX_LOCATIONS:
                 locations[loc] = 1
+
+    @property
+    def binds(self) -> Sequence[Tuple[str, str]]:
+        """The first statement's binds, parsed when first read: only for a group that turns out repeated."""
+        if self._binds is None:
+            self._binds = parse_binds(self.raw_binds)
+        return self._binds
 
     @property
     def distinct(self) -> int:

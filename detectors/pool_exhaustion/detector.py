@@ -87,6 +87,7 @@ from detectors.pool_exhaustion.signals import Signal, classify
 from detectors.pool_exhaustion.state import Episode
 from detectors.pool_exhaustion.triage import triage_for
 
+_isfinite = math.isfinite
 SERVER_ORIGINS = frozenset({"postgres", "pgbouncer", "mysql"})
 CLOSED_JOB_STATES = frozenset({"done", "fail"})
 BOOT_STATES = frozenset({"boot", "worker_boot"})
@@ -134,6 +135,8 @@ class PoolExhaustionDetector(Detector):
         self.job_failures: Deque[Dict[str, object]] = deque(maxlen=256)
         self.metrics = PoolMetrics(self.s.metric_sustained_samples, self.s.pg_reserved_slots)
         self.active_pids: "OrderedDict[Tuple[str, str], float]" = OrderedDict()  # (web|jobs, pid) -> last seen
+        # the newest entry of active_pids (written only by _active): a line of the same process updates it in place
+        self._newest_tier, self._newest_pid, self._newest_key = "", "", ("", "")
         self.pending: List[Finding] = []  # findings of episodes closed between flushes
         self.restarts: Deque[Tuple[float, str]] = deque(maxlen=64)  # (time, component) of process boots
         self.late_dropped = 0  # errors/samples too far behind their open episode (see "Time order")
@@ -141,9 +144,14 @@ class PoolExhaustionDetector(Detector):
     # ------------------------------------------------------------------ input
     def feed(self, event: Event) -> None:
         ts = event.ts
-        if ts is None or not math.isfinite(ts):
+        if ts is None or not _isfinite(ts):
             return
-        if isinstance(event, Error):
+        of = type(event)  # the two kinds of every line first (hot path); any other type: the isinstance chain
+        if of is Job:
+            self._on_job(event)  # type: ignore[arg-type]
+        elif of is Request:
+            self._on_request(event)  # type: ignore[arg-type]
+        elif isinstance(event, Error):
             signal = classify(event.error_class, event.message)
             if signal is not None:
                 self._on_error(event, signal)
@@ -227,22 +235,25 @@ class PoolExhaustionDetector(Detector):
 
     def _active(self, tier: str, pid: str, ts: float) -> None:
         if pid:
+            if pid == self._newest_pid and tier == self._newest_tier:
+                self.active_pids[self._newest_key] = ts  # already the newest entry: nothing moves
+                return
             key = (tier, pid)
-            self.active_pids[key] = ts
-            self.active_pids.move_to_end(key)
-            if len(self.active_pids) > 1000:
-                self.active_pids.popitem(last=False)
-
-    def _on_job(self, job: Job) -> None:
-        # hot path (every job line): _active inlined; a "start" line tells nothing more
-        pid = job.pid
-        if pid:
-            key = ("jobs", pid)
             active = self.active_pids
-            active[key] = job.ts or 0.0
+            active[key] = ts
             active.move_to_end(key)
             if len(active) > 1000:
-                active.popitem(last=False)
+                active.popitem(last=False)  # never the newest: it was just added, with 1000 others
+            self._newest_tier, self._newest_pid, self._newest_key = tier, pid, key
+
+    def _on_job(self, job: Job) -> None:
+        # hot path (every job line): _active's fast path inlined; a "start" line tells nothing more
+        pid = job.pid
+        if pid:
+            if pid == self._newest_pid and self._newest_tier == "jobs":
+                self.active_pids[self._newest_key] = job.ts or 0.0
+            else:
+                self._active("jobs", pid, job.ts or 0.0)
         state = job.state
         if state == "start":
             return

@@ -13,6 +13,13 @@ class, a queue). Two tools:
     Keys are LRU-evicted beyond ``max_keys``: an app with 5,000 endpoints and a
     scanner fed millions of lines keep a fixed footprint.
 
+``LastValues(max_keys, max_samples)``
+    The lean case of a lazily sorted ``RollingBaseline`` without a window or half-life:
+    per key only the last ``max_samples`` values (no times, no means), sorted when a
+    quantile is read. The same ``count/quantile/median/p95/max`` answers and the same
+    LRU eviction, at a deque append per update (job durations: updated on every
+    finished job, read only for the rare slow or stuck one).
+
 ``RecentVsBaseline(max_keys, recent_size, baseline_size)``
     Per key: a short "recent" window and a longer, *lagged* baseline made of the
     samples that fell out of the recent window. A spike therefore does not poison
@@ -112,6 +119,25 @@ class _Series:
             self.ewma_ts = max(ts, self.ewma_ts)
         else:
             self.ewma = self._sum / len(samples) if samples else value
+
+    def add_plain(self, value: float, ts: float) -> None:
+        """``add(value, ts, None, None)`` of an eagerly sorted series, step for step (hot path)."""
+        samples = self.samples
+        if len(samples) >= self.max_samples:
+            self.drop_oldest()
+        samples.append((ts, value))
+        bisect.insort(self._sorted, value)  # type: ignore[arg-type]
+        self._sum += value
+        self.total += 1
+        if self.first_ts is None:
+            self.first_ts = ts
+        last_ts = self.last_ts
+        if last_ts is None or ts > last_ts:
+            self.last_ts = ts
+        if self.ewma is None or self.ewma_ts is None:
+            self.ewma, self.ewma_ts = value, ts
+        else:
+            self.ewma = self._sum / len(samples)
 
     def drop_oldest(self) -> Tuple[float, float]:
         ts, value = self.samples.popleft()
@@ -239,6 +265,76 @@ class RollingBaseline:
         return series.ewma if series else None
 
 
+class LastValues:
+    """Per key, the last ``max_samples`` values; quantiles sort them when read (see the module doc).
+
+    Answers exactly what ``RollingBaseline(max_keys, max_samples, lazy_sort=True)`` answers for
+    ``count``, ``quantile``, ``median``, ``p95``, ``max``, ``keys`` and ``update``'s evicted key.
+    """
+
+    def __init__(self, max_keys: int = 5000, max_samples: int = 200) -> None:
+        if max_keys < 1 or max_samples < 1:
+            raise ValueError("max_keys and max_samples must be >= 1")
+        self.max_keys = max_keys
+        self.max_samples = max_samples
+        # key -> [values oldest first, their sorted copy or None when stale]
+        self._keys: "OrderedDict[Hashable, list]" = OrderedDict()  # type: ignore[type-arg]
+        self.evicted = 0
+
+    def update(self, key: Hashable, value: float, ts: Optional[float] = None) -> Optional[Hashable]:  # noqa: ARG002 - ts: RollingBaseline's signature
+        """Add one value; returns the key the LRU evicted to make room, if any."""
+        entry = self._keys.get(key)
+        if entry is not None:  # hot path: a known key
+            self._keys.move_to_end(key)
+            entry[0].append(float(value))
+            entry[1] = None
+            return None
+        evicted: Optional[Hashable] = None
+        self._keys[key] = [deque((float(value),), maxlen=self.max_samples), None]
+        if len(self._keys) > self.max_keys:
+            evicted = self._keys.popitem(last=False)[0]
+            self.evicted += 1
+        return evicted
+
+    def _sorted(self, key: Hashable) -> List[float]:
+        entry = self._keys.get(key)
+        if entry is None:
+            return []
+        ordered = entry[1]
+        if ordered is None:
+            ordered = entry[1] = sorted(entry[0])
+        return ordered  # type: ignore[no-any-return]
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def keys(self) -> Iterator[Hashable]:
+        return iter(self._keys)
+
+    def forget(self, key: Hashable) -> None:
+        self._keys.pop(key, None)
+
+    def count(self, key: Hashable) -> int:
+        entry = self._keys.get(key)
+        return len(entry[0]) if entry is not None else 0
+
+    def quantile(self, key: Hashable, q: float) -> Optional[float]:
+        return quantile(self._sorted(key), q) if key in self._keys else None
+
+    def median(self, key: Hashable) -> Optional[float]:
+        return self.quantile(key, 0.5)
+
+    def p95(self, key: Hashable) -> Optional[float]:
+        return self.quantile(key, 0.95)
+
+    def max(self, key: Hashable) -> Optional[float]:
+        values = self._sorted(key)
+        return values[-1] if values else None
+
+
 class RecentVsBaseline:
     """A short recent window per key, and a lagged baseline fed by what leaves it.
 
@@ -273,12 +369,34 @@ class RecentVsBaseline:
         The same numbers as the four separate calls, in one step: a detector that compares
         the windows after every sample (once per request) calls this.
         """
-        self.update(key, value, ts)
-        recent = self.recent._series[key]
-        base = self.baseline._series.get(key)
-        if base is None:
-            return len(recent.samples), 0, _median(recent.sorted_values()), None
-        return len(recent.samples), len(base.samples), _median(recent.sorted_values()), _median(base.sorted_values())
+        by_key = self.recent._series
+        recent = by_key.get(key)
+        base = self.baseline._series.get(key) if recent is not None else None
+        if base is None:  # a new key, or one still filling its windows: the generic steps
+            self.update(key, value, ts)
+            recent = by_key[key]
+            base = self.baseline._series.get(key)
+            if base is None:
+                return len(recent.samples), 0, _median(recent.sorted_values()), None
+        else:  # hot path: both windows exist; update()'s steps with their calls inlined
+            by_key.move_to_end(key)
+            recent.add_plain(float(value), float(ts))
+            samples = recent.samples
+            if len(samples) > self.recent_size:
+                old_ts, old_value = samples.popleft()  # recent.drop_oldest()
+                recent._sum -= old_value
+                ordered = recent._sorted
+                del ordered[bisect.bisect_left(ordered, old_value)]  # type: ignore[arg-type]
+                self.baseline._series.move_to_end(key)
+                base.add_plain(old_value, old_ts)
+        # _median of both sorted windows, inlined (neither is empty here)
+        ordered, n = recent._sorted, len(recent.samples)
+        lo = (n - 1) >> 1
+        now = float(ordered[lo] + (ordered[lo + 1] - ordered[lo]) * (0.0 if n & 1 else 0.5)) if n > 1 else float(ordered[0])  # type: ignore[index]
+        ordered, m = base._sorted, len(base.samples)
+        lo = (m - 1) >> 1
+        before = float(ordered[lo] + (ordered[lo + 1] - ordered[lo]) * (0.0 if m & 1 else 0.5)) if m > 1 else float(ordered[0])  # type: ignore[index]
+        return n, m, now, before
 
     def recent_count(self, key: Hashable) -> int:
         return self.recent.count(key)

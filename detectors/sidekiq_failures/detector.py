@@ -78,7 +78,7 @@ from typing import Dict, List, Optional, Tuple
 from agent.events import Error, Event, Finding, Job, Metric, Process
 from agent.timeparse import to_iso
 from detectors.base import Detector, Settings
-from detectors.shared.baseline import RollingBaseline
+from detectors.shared.baseline import LastValues
 from detectors.shared.deploys import DeployMarkers
 from detectors.sidekiq_failures.health import SidekiqHealth
 from detectors.sidekiq_failures.settings import SidekiqFailuresSettings
@@ -109,28 +109,32 @@ class SidekiqFailuresDetector(Detector):
         self.known_errors: "OrderedDict[Tuple[str, str], float]" = OrderedDict()  # (class, error) -> first seen
         self.new_keys: "OrderedDict[Tuple[str, str], str]" = OrderedDict()  # why a key counted as new when first seen
         self.last_done: Dict[str, float] = {}
-        self.durations = RollingBaseline(max_keys=s.max_problems, max_samples=200, lazy_sort=True)  # read only for slow/stuck jobs
+        self.durations = LastValues(max_keys=s.max_problems, max_samples=200)  # read only for slow/stuck jobs
         self.outcomes = Outcomes(s.max_problems, s.spike_recent_jobs, s.spike_baseline_jobs)
         self.deploys = DeployMarkers(self.context.facts, max_keys=s.max_jobs_tracked)
         self.health = SidekiqHealth(s, self.context.facts, self.problems, self.durations)
         self._seq = 0
+        self._grace = s.recovery_grace_s  # read on every event
 
     # ----- input --------------------------------------------------------------------------
     def feed(self, event: Event) -> None:
         ts = event.ts
-        if ts is not None and (self.now is None or ts > self.now):
-            if self.now is None:
-                self.deploys.watch(ts)  # deploys only count as "before" what we watched
-            self.now = ts
-            failed = self.failed
-            # the oldest pending failure is first: settle only when it is old enough (hot path)
-            if failed and ts - next(iter(failed.values())).last_ts >= self.s.recovery_grace_s:
-                self._settle(ts, final=False)
+        if ts is not None:
+            now = self.now
+            if now is None or ts > now:
+                if now is None:
+                    self.deploys.watch(ts)  # deploys only count as "before" what we watched
+                self.now = ts
+                failed = self.failed
+                # the oldest pending failure is first: settle only when it is old enough (hot path)
+                if failed and ts - next(iter(failed.values())).last_ts >= self._grace:
+                    self._settle(ts, final=False)
         if isinstance(event, Job):
-            self.health.touch(event)
+            health = self.health
+            health.touch(event)
             state = event.state
             if state == "start":
-                self.health.started(event)
+                health.started(event)
             elif state == "done":
                 self._done(event)
             elif state == "fail":
@@ -152,30 +156,32 @@ class SidekiqFailuresDetector(Detector):
     # ----- jobs -----------------------------------------------------------------------------
     def _done(self, job: Job) -> None:
         # hot path (every finished job): locals, and _check_slow only past its floor
-        self.health.finished(job)
+        health = self.health
+        health.finished(job)
         cls = job.job_class
         ts = job.ts
         if ts is not None:
             last_done = self.last_done
+            if cls not in last_done and len(last_done) >= self.s.max_problems:
+                last_done.pop(next(iter(last_done)))  # room for a new class: the oldest one goes
             last_done[cls] = ts
-            if len(last_done) > self.s.max_problems:
-                last_done.pop(next(iter(last_done)))
             if self.failing:
                 self.failing.pop(cls, None)  # a success: the class works again, back to per-job judgement
             self.outcomes.update(cls, False)
         jid = job.jid
-        pending = self.failed.pop(jid, None) if jid else None
-        if pending is not None:
-            known = self.problems.get(pending.key)
-            if known is not None:
-                known.recovered += 1
-        elif jid in self.settled:
-            self._late_recovery(jid)
+        if jid:
+            pending = self.failed.pop(jid, None) if self.failed else None
+            if pending is not None:
+                known = self.problems.get(pending.key)
+                if known is not None:
+                    known.recovered += 1
+            elif jid in self.settled:
+                self._late_recovery(jid)
         elapsed = job.elapsed_s
         if elapsed is not None and ts is not None:
             if not elapsed < self.s.slow_min_s:  # the same test _check_slow starts with
-                self.health.check_slow(job)
-            self.durations.update(cls, elapsed, ts)
+                health.check_slow(job)
+            self.durations.update(cls, elapsed)
 
     def _fail(self, job: Job) -> None:
         self.health.failure_logged(job.ts)

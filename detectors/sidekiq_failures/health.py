@@ -15,18 +15,20 @@ from typing import Deque, Dict, List, Optional, Tuple
 from agent.events import Error, Event, Job, Metric, Process
 from agent.timeparse import to_iso
 from detectors.base import AppFacts
-from detectors.shared.baseline import RollingBaseline
+from detectors.shared.baseline import LastValues
 from detectors.sidekiq_failures.settings import SidekiqFailuresSettings
 from detectors.sidekiq_failures.state import ProcessState, Problem, Problems, remember
 
 REDIS_ERROR = re.compile(r"^Redis(?:Client)?::|Error connecting to Redis|connect\(2\) for .*:6379|Errno::ECONNREFUSED.*6379")
+
+_NOBODY = object()  # matches no pid or source: touch()'s cache before its first line
 
 
 class SidekiqHealth:
     """Long-running jobs, processes, Redis and metrics problems of ``SidekiqFailuresDetector``."""
 
     def __init__(self, settings: SidekiqFailuresSettings, facts: AppFacts, problems: Problems,
-                 durations: RollingBaseline) -> None:
+                 durations: LastValues) -> None:
         self.s = settings
         self.facts = facts
         self.problems = problems
@@ -43,6 +45,10 @@ class SidekiqHealth:
         # echo of what the per-class incidents already say, not news worth a page of their own
         self.log_fail_at: Optional[float] = None
         self.log_dead_at: Optional[float] = None
+        # the process of the last line touch() saw; procs only changes in touch(), which resets it
+        self._touched_pid: object = _NOBODY
+        self._touched_source: object = _NOBODY
+        self._touched: Optional[ProcessState] = None
 
     def _remember(self, table: "OrderedDict", key, value) -> None:  # type: ignore[no-untyped-def, type-arg]
         remember(table, key, value, self.s.max_jobs_tracked)
@@ -119,13 +125,19 @@ class SidekiqHealth:
     def touch(self, event: Event) -> ProcessState:
         """A line from a process: it is alive."""
         pid = getattr(event, "pid", "")
-        key = (event.source, pid)
-        proc = self.procs.get(key)
-        if proc is None:
-            proc = ProcessState(pid, event.source)
-            self._remember(self.procs, key, proc)
-        if event.ts is not None and event.ts >= proc.last_ts:
-            proc.last_ts = event.ts
+        source = event.source
+        if pid == self._touched_pid and source == self._touched_source:
+            proc = self._touched  # hot path: the same process as the line before (still in procs: see below)
+        else:
+            key = (source, pid)
+            proc = self.procs.get(key)
+            if proc is None:
+                proc = ProcessState(pid, source)
+                self._remember(self.procs, key, proc)  # the only place a process enters or leaves procs
+            self._touched_pid, self._touched_source, self._touched = pid, source, proc
+        ts = event.ts
+        if ts is not None and ts >= proc.last_ts:
+            proc.last_ts = ts
             proc.last_event = event
         proc.suspect_since = None  # it is alive
         return proc

@@ -7,6 +7,7 @@ cannot grow memory.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from itertools import islice
 from typing import Deque, Dict, Hashable, List, Optional, Set, Tuple
 
 from agent.events import Event, Evidence, Job, severity_rank
@@ -102,60 +103,39 @@ class Problems:
         return len(self._by_key)
 
 
-class _Shares:
-    """One job class's outcomes (1 = failed): the recent window and the baseline behind it, with sums."""
-
-    __slots__ = ("recent", "recent_sum", "baseline", "baseline_sum")
-
-    def __init__(self) -> None:
-        self.recent: Deque[int] = deque()
-        self.recent_sum = 0
-        self.baseline: Deque[int] = deque()
-        self.baseline_sum = 0
-
-
 class Outcomes:
     """Per job class, the failed share of the last ``recent`` outcomes and of the ``baseline`` before them.
 
-    A 0/1 mean needs no quantiles, so this is two running sums instead of ``RecentVsBaseline``'s
-    sorted samples: it is updated on every job, the hottest path of the detector.
+    Both windows are one deque of the last ``recent + baseline`` outcomes (True = failed): the
+    recent window is its tail, the baseline the rest. An update is an append (it runs on every
+    job, the hottest path of the detector); the shares are summed when read (on failures only).
+    The sums are of 0/1 integers, so they are exact whatever the order they are taken in.
     """
 
     def __init__(self, max_keys: int, recent: int = 20, baseline: int = 500) -> None:
         self.max_keys, self.recent_size, self.baseline_size = max_keys, recent, baseline
-        self._keys: "OrderedDict[str, _Shares]" = OrderedDict()
+        self._keys: "OrderedDict[str, Deque[bool]]" = OrderedDict()  # the oldest *created* key is dropped first
 
     def update(self, key: str, failed: bool) -> None:
-        entry = self._keys.get(key)
-        if entry is None:
-            entry = self._keys[key] = _Shares()
+        history = self._keys.get(key)
+        if history is None:
+            history = self._keys[key] = deque(maxlen=self.recent_size + self.baseline_size)
             if len(self._keys) > self.max_keys:
                 self._keys.popitem(last=False)
-        recent = entry.recent
-        if failed:
-            recent.append(1)
-            entry.recent_sum += 1
-        else:
-            recent.append(0)
-        if len(recent) > self.recent_size:
-            old = recent.popleft()
-            baseline = entry.baseline
-            baseline.append(old)
-            if old:
-                entry.recent_sum -= old
-                entry.baseline_sum += old
-            if len(baseline) > self.baseline_size:
-                entry.baseline_sum -= baseline.popleft()
+        history.append(failed)
 
     def rates(self, key: str) -> Tuple[Optional[float], Optional[float], int]:
         """(recent failed share, baseline failed share, baseline size)."""
-        entry = self._keys.get(key)
-        if entry is None:
+        history = self._keys.get(key)
+        if not history:
             return None, None, 0
-        recent, baseline = entry.recent, entry.baseline
-        r = entry.recent_sum / len(recent) if recent else None
-        b = entry.baseline_sum / len(baseline) if baseline else None
-        return r, b, len(baseline)
+        n = len(history)
+        recent_n = min(n, self.recent_size)
+        recent_failed = sum(islice(reversed(history), recent_n))
+        baseline_n = n - recent_n
+        r = recent_failed / recent_n
+        b = (sum(history) - recent_failed) / baseline_n if baseline_n else None
+        return r, b, baseline_n
 
 
 class FailedJob:

@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 
 from agent.events import Job, Triage
 from agent.timeparse import to_iso
-from detectors.shared.baseline import RollingBaseline
+from detectors.shared.baseline import LastValues
 from detectors.sidekiq_failures.state import Problem
 
 # (error class pattern, likely cause, prevention) — the first hour of an expert's reading of the error
@@ -105,7 +105,7 @@ def failure_triage(p: Problem, last_done: Optional[float], deploy) -> Tuple[str,
     return title, Triage(summary=summary, likely_cause=cause, containment=containment, prevention=prevention)
 
 
-def long_running_triage(p: Problem, durations: RollingBaseline) -> Tuple[str, Triage]:
+def long_running_triage(p: Problem, durations: LastValues) -> Tuple[str, Triage]:
     cls = p.subject.get("job_class", "?")
     usual = durations.p95(cls)
     usual_text = f"its usual p95 is {usual:.1f} s" if usual is not None else "no usual duration known yet"

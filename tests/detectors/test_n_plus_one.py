@@ -9,7 +9,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import pytest
 
-from agent.events import Bullet, Finding, Request
+from agent.events import Bullet, Finding, Request, Sql
 from agent.scan import scan
 from agent.sources.replay import iter_events
 from detectors.base import AppFacts
@@ -469,3 +469,13 @@ def test_e2e_info_log_bullet_warnings_name_posts_author():
     assert f.subject == {"endpoint": "PostsController#index"}
     assert f.severity == "warning"
     assert f.count == 10  # one Bullet warning per GET /posts in the n_plus_one phase
+
+
+def test_a_group_parses_the_binds_of_its_first_statement_when_read() -> None:
+    from detectors.n_plus_one.state import Group
+    from detectors.shared.sqlfp import SqlFingerprinter, parse_binds
+
+    first = Sql(ts=1.0, sql='SELECT "authors".* FROM "authors" WHERE "authors"."id" = $1 LIMIT $2', binds='[["id", 7], ["LIMIT", 1]]')
+    group = Group(SqlFingerprinter().shape(first.sql), first, first.binds, None, None)
+    assert group.binds == parse_binds(first.binds) == [("id", "7"), ("LIMIT", "1")]
+    assert group.binds is group.binds  # parsed once

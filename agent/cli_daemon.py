@@ -16,7 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 import click
 
 from agent import tomlwrite
-from agent.cli_common import EXIT_USAGE, fail_all, say
+from agent.cli_common import fail_all
 from agent.config import (
     DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR, Config, ConfigError, apply_overrides, effective, parse, read_toml, tomllib,
 )

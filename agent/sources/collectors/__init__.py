@@ -17,9 +17,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, List, Tuple
+from typing import TYPE_CHECKING, Any, List, Tuple
 
 from agent.clock import Clock
+
+if TYPE_CHECKING:
+    from agent.events import Metric
 
 log = logging.getLogger("railwatch.collectors")
 

@@ -25,13 +25,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from agent.events import Bullet, Error, Event, Request, Sql
 from agent.parsers import lograge
-from agent.parsers.base import NOTHING, Parser, share, strip_ansi
+from agent.parsers.base import ANSI, NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
-    ACTIVEJOB_ERROR, ADDITION, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES, NO_TAGS,
-    PLAIN_PREFIX, PREFIX, PROCESSING, REAL_FRAME, SQL, STARTED, UUIDISH, request_key, split_tags,
+    ACTIVEJOB_ERROR, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
+    NO_TAGS, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, STARTED, USUAL_ADDITIONS, UUIDISH,
+    request_key, split_tags,
 )
-from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
+from agent.parsers.numbers import MAX_CHARS, MAX_VALUE, bounded_float, bounded_int, safe_iso
 
 MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
 MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
@@ -173,6 +174,169 @@ class RailsParser(Parser):
 
     def finish(self) -> List[Event]:
         return [e for e in map(self._release, list(self._held)) if e is not None]
+
+    def feed_lines(self, lines: Sequence[str], first_lineno: int) -> List[Event]:  # noqa: C901 - one hot loop on purpose
+        """``feed`` on each line, with the usual lines read here in one regex match each.
+
+        A line read here is Logger-prefixed (``PLAIN_PREFIX``) and carries one UUID request
+        tag or none (``COMMON_LINE``); its Started / Processing / Completed / Rendered /
+        Parameters / SQL / ``↳`` message is handled inline, the same way ``feed`` and its
+        helpers would. Anything else — another message, an odd tag, a time that does not
+        parse — goes to ``feed`` (or its helpers) before any state changed. The state
+        ``feed`` keeps in attributes (last time, same-second cache) lives in locals here
+        and is handed back around each such call. tests/parsers/test_rails_feed_lines.py
+        holds both to the same events.
+        """
+        out: List[Event] = []
+        append = out.append
+        feed = self.feed
+        common = COMMON_LINE.match
+        ansi_sub = ANSI.sub
+        sql_match = SQL.match
+        completed_match = COMPLETED.match
+        processing_match = PROCESSING_ENDPOINT.match
+        started_match = STARTED.match
+        additions_match = USUAL_ADDITIONS.fullmatch
+        held = self._held
+        opened = self._open
+        done = self._done
+        seq = self._seq
+        source = self.source
+        second_key, second_epoch = self._second_key, self._second_epoch
+        last_ts = self.last_ts
+        prefixed_seen = self._prefixed
+        for lineno, raw in enumerate(lines, first_lineno):
+            line = ansi_sub("", raw) if "\x1b" in raw else raw
+            m = common(line)
+            if m is not None:
+                second, fraction, pid, level, key, msg = m.groups()
+                if second == second_key:
+                    ts = second_epoch + float(fraction)
+                elif key is None and msg[:1] == "[":
+                    ts = None  # other tags: feed splits them (and reads the time itself)
+                else:
+                    ts = safe_iso(second + fraction)
+                    if ts is not None:
+                        second_key, second_epoch = second, ts - float(fraction)
+                if ts is not None and (key is not None or msg[:1] != "["):
+                    if key is None:
+                        key = f"pid{pid}.{seq.get(pid, 0)}"
+                    last_ts = ts
+                    if not prefixed_seen:
+                        self._prefixed = prefixed_seen = True
+                    if held:
+                        # feed's held-record step for a prefixed line (held_key is key)
+                        released = self._release_finished_calls(key)
+                        if released:
+                            out.extend(released)
+                        h = held.get(key)
+                        if h is not None:
+                            event = h.event
+                            if type(event) is Sql:
+                                body = msg.lstrip()
+                                if body[:1] == "↳":
+                                    event.source_location = body[1:].strip()
+                                    event.raw += "\n" + line
+                                    del held[key]
+                                    append(event)
+                                    continue
+                                del held[key]
+                                append(event)
+                            else:
+                                verdict = self._continues(h, msg, True, level, line, lineno)
+                                if verdict == ABSORBED:
+                                    continue
+                                released_one = self._release(key)
+                                if released_one is not None:
+                                    append(released_one)
+                                if verdict == COMPLETED_BY_LINE:
+                                    continue
+                        elif lineno % 64 == 0:
+                            stale = self._release_stale(lineno)
+                            if stale:
+                                out.extend(stale)
+                    # _message, the usual messages inline
+                    first = msg[:1]
+                    if first == "S" and msg.startswith("Started ") and key[0] != "p":
+                        sm = started_match(msg)
+                        req = opened.get(key)
+                        if req is None:
+                            req = opened[key] = _Open()
+                            if len(opened) > MAX_OPEN_REQUESTS:
+                                opened.popitem(last=False)
+                        if sm is not None:
+                            req.method, req.path = sm.group(1, 2)
+                        req.ts = ts
+                        continue
+                    if first == "P" and msg.startswith("Processing by "):
+                        pm = processing_match(msg)
+                        if pm is not None:
+                            req = opened.get(key)
+                            if req is None:
+                                req = opened[key] = _Open()
+                                if len(opened) > MAX_OPEN_REQUESTS:
+                                    opened.popitem(last=False)
+                            req.endpoint = pm.group(1)
+                        continue
+                    if first == "C" and msg.startswith("Completed "):
+                        cm = completed_match(msg)
+                        if cm is not None:
+                            status, duration, adds = cm.group(1, 3, 4)
+                            req = opened.pop(key, None)
+                            if req is None:
+                                req = _Open()
+                            dur = float(duration) if len(duration) <= MAX_CHARS else None
+                            if dur is not None and dur > MAX_VALUE:
+                                dur = None
+                            event = Request(
+                                ts=ts, source=source, line=lineno, raw=line, request_id=key, method=req.method, path=req.path,
+                                endpoint=req.endpoint, status=int(status), duration_ms=dur, pid=pid,
+                            )
+                            if adds:
+                                am = additions_match(adds)
+                                if am is not None:
+                                    views, db, queries, cached, allocations = am.groups()
+                                    event.db_ms = bounded_float(db)
+                                    if views is not None:
+                                        event.view_ms = bounded_float(views)
+                                    if queries is not None:
+                                        event.queries, event.cached = bounded_int(queries), bounded_int(cached)
+                                    if allocations is not None:
+                                        event.allocations = bounded_int(allocations)
+                                else:
+                                    self._read_additions(event, adds)
+                            done[key] = req.endpoint
+                            if len(done) > 1024:
+                                done.popitem(last=False)
+                            append(event)
+                            continue
+                    elif first == " ":
+                        body = msg.lstrip()
+                        first = body[:1]
+                        if first == "R" and body.startswith(("Rendered ", "Rendering ", "Redirected to ")):
+                            continue
+                        if first == "P" and body.startswith("Parameters: ") and "ms)  " not in msg:
+                            continue  # none of _message's shapes
+                        if first == "↳" or not body:
+                            pass  # a ↳ line no SQL line waits for, a blank FATAL line: _message
+                        elif "ms)  " in msg and not body.startswith(("Started ", "Processing by ", "Completed ")):
+                            qm = sql_match(msg)
+                            if qm is not None:
+                                self._sql(qm, key, ts, pid, line, lineno)
+                                continue
+                    produced = self._message(msg, key, [key] if key[0] != "p" else NO_TAGS, ts, pid, level, line, lineno, True)
+                    if produced is not None:
+                        append(produced)
+                    continue
+            # not the usual shape: feed, with the state it reads and writes handed over
+            self.last_ts, self._second_key, self._second_epoch = last_ts, second_key, second_epoch
+            events = feed(raw, lineno)
+            if events:
+                out.extend(events)
+            last_ts, second_key, second_epoch = self.last_ts, self._second_key, self._second_epoch
+            prefixed_seen = self._prefixed
+        self.last_ts, self._second_key, self._second_epoch = last_ts, second_key, second_epoch
+        return out
 
     # ----- helpers --------------------------------------------------------------------
     def _split_prefix(self, line: str) -> Optional[Tuple[Optional[float], str, str, str]]:
@@ -335,21 +499,26 @@ class RailsParser(Parser):
             endpoint=req.endpoint, status=bounded_int(status), duration_ms=bounded_float(duration), pid=pid,
         )
         if adds:
-            for a in ADDITION.finditer(adds):
-                label, value = a.group(1), a.group(2)
-                if label == "ActiveRecord":
-                    event.db_ms = bounded_float(value)
-                    if a.group(3) is not None:
-                        event.queries, event.cached = bounded_int(a.group(3)), bounded_int(a.group(4))
-                elif label == "Views":
-                    event.view_ms = bounded_float(value)
-                elif label == "Allocations":
-                    event.allocations = bounded_int(value)
+            self._read_additions(event, adds)
         if key:
             self._done[key] = req.endpoint
             if len(self._done) > 1024:
                 self._done.popitem(last=False)
         return event
+
+    @staticmethod
+    def _read_additions(event: Request, adds: str) -> None:
+        """``Views: 40.4ms | ActiveRecord: 15.3ms (12 queries, 3 cached) | …`` into the request."""
+        for a in ADDITION.finditer(adds):
+            label, value = a.group(1), a.group(2)
+            if label == "ActiveRecord":
+                event.db_ms = bounded_float(value)
+                if a.group(3) is not None:
+                    event.queries, event.cached = bounded_int(a.group(3)), bounded_int(a.group(4))
+            elif label == "Views":
+                event.view_ms = bounded_float(value)
+            elif label == "Allocations":
+                event.allocations = bounded_int(value)
 
     def _endpoint(self, key: str) -> str:
         req = self._open.get(key)

@@ -12,6 +12,19 @@ PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
 #: the Logger prefix as Ruby's default formatter writes it: (second, ".fraction", pid, level).
 #: Only a shape the string slicing in RailsParser._split_prefix reads the same way.
 PLAIN_PREFIX = re.compile(r"[DIWEFAU], \[([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9}) #([0-9]+)\] +([A-Z]+) -- : ")
+#: the usual line of a tagged app, in one match: PLAIN_PREFIX's four groups, then (group 5)
+#: the request id when it is the line's only tag and UUID-shaped (None otherwise: the
+#: message then still holds any tags), then the message. RailsParser.feed_lines reads such
+#: lines without ``feed``; any other line goes to ``feed``.
+COMMON_LINE = re.compile(PLAIN_PREFIX.pattern + r"(?:\[([0-9a-fA-F]{8}-[0-9a-fA-F-]{27})\] (?!\[))?(.*)", re.S)
+#: Processing's endpoint as one group: PROCESSING's "\1#\2" ([\w:]+ holds no "#")
+PROCESSING_ENDPOINT = re.compile(r"Processing by ([\w:]+#\w+) as \S")
+#: the usual Completed additions: exactly what ADDITION.finditer reads from such text, in one match
+#: (Views, ActiveRecord, its queries and cached counts, Allocations; GC is read by nobody)
+USUAL_ADDITIONS = re.compile(
+    r"(?:Views: (\d+(?:\.\d+)?)ms \| )?ActiveRecord: (\d+(?:\.\d+)?)ms(?: \((\d+) quer(?:y|ies), (\d+) cached\))?"
+    r"(?: \| GC: \d+(?:\.\d+)?ms)?(?: \| Allocations: (\d+))?"
+)
 STARTED = re.compile(r'Started ([A-Z]+) "([^"]*)" for \S+ at (.+)')
 PROCESSING = re.compile(r"Processing by ([\w:]+)#(\w+) as (\S+)")
 COMPLETED = re.compile(r"Completed (\d{3}) (.*?) in (\d+(?:\.\d+)?)ms(?: \((.*)\))?")

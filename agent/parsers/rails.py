@@ -328,6 +328,30 @@ class RailsParser(Parser):
                     if produced is not None:
                         append(produced)
                     continue
+            elif held and line[:1] != "[" and not (line[1:2] == "," and line[3:4] == "["):
+                # no prefix, no tag: feed gives the line to the last held exception or Bullet
+                # warning (unless a record is held under no key at all)
+                error_key = self._last_error_key
+                h = None if "" in held else held.get(error_key)
+                if h is not None:
+                    if type(h.event) is Bullet and len(h.lines) < MAX_RECORD_LINES:
+                        h.lines.append(line)
+                        h.last_lineno = lineno
+                        continue
+                    verdict = self._continues(h, line, False, "", line, lineno)
+                    if verdict == ABSORBED:
+                        continue
+                    released_one = self._release(error_key)
+                    if released_one is not None:
+                        append(released_one)
+                    if verdict == COMPLETED_BY_LINE:
+                        continue
+                    self.last_ts = last_ts
+                    produced = self._message(line, "", NO_TAGS, last_ts, "", "", line, lineno, False)
+                    last_ts = self.last_ts
+                    if produced is not None:
+                        append(produced)
+                    continue
             # not the usual shape: feed, with the state it reads and writes handed over
             self.last_ts, self._second_key, self._second_epoch = last_ts, second_key, second_epoch
             events = feed(raw, lineno)

@@ -29,10 +29,10 @@ from agent.parsers.base import ANSI, NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
     ACTIVEJOB_ERROR, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
-    NO_TAGS, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, STARTED, USUAL_ADDITIONS, UUIDISH,
+    NO_TAGS, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, STARTED, USUAL_COMPLETED, UUIDISH,
     request_key, split_tags,
 )
-from agent.parsers.numbers import MAX_CHARS, MAX_VALUE, bounded_float, bounded_int, safe_iso
+from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 
 MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
 MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
@@ -193,10 +193,9 @@ class RailsParser(Parser):
         common = COMMON_LINE.match
         ansi_sub = ANSI.sub
         sql_match = SQL.match
-        completed_match = COMPLETED.match
+        completed_match = USUAL_COMPLETED.fullmatch
         processing_match = PROCESSING_ENDPOINT.match
         started_match = STARTED.match
-        additions_match = USUAL_ADDITIONS.fullmatch
         held = self._held
         opened = self._open
         done = self._done
@@ -209,7 +208,8 @@ class RailsParser(Parser):
             line = ansi_sub("", raw) if "\x1b" in raw else raw
             m = common(line)
             if m is not None:
-                second, fraction, pid, level, key, msg = m.groups()
+                second, fraction, pid, level, key = m.groups()
+                msg = line[m.end() :]
                 if second == second_key:
                     ts = second_epoch + float(fraction)
                 elif key is None and msg[:1] == "[":
@@ -219,7 +219,8 @@ class RailsParser(Parser):
                     if ts is not None:
                         second_key, second_epoch = second, ts - float(fraction)
                 if ts is not None and (key is not None or msg[:1] != "["):
-                    if key is None:
+                    untagged = key is None
+                    if untagged:
                         key = f"pid{pid}.{seq.get(pid, 0)}"
                     last_ts = ts
                     if not prefixed_seen:
@@ -278,33 +279,28 @@ class RailsParser(Parser):
                                     opened.popitem(last=False)
                             req.endpoint = pm.group(1)
                         continue
-                    if first == "C" and msg.startswith("Completed "):
+                    if first == "C":
                         cm = completed_match(msg)
                         if cm is not None:
-                            status, duration, adds = cm.group(1, 3, 4)
+                            status, duration, views, db, queries, cached, allocations = cm.groups()
                             req = opened.pop(key, None)
                             if req is None:
                                 req = _Open()
-                            dur = float(duration) if len(duration) <= MAX_CHARS else None
-                            if dur is not None and dur > MAX_VALUE:
-                                dur = None
+                            # bounded_float/bounded_int, without the call where the digits cannot pass MAX_VALUE
                             event = Request(
                                 ts=ts, source=source, line=lineno, raw=line, request_id=key, method=req.method, path=req.path,
-                                endpoint=req.endpoint, status=int(status), duration_ms=dur, pid=pid,
+                                endpoint=req.endpoint, status=int(status), pid=pid,
+                                duration_ms=float(duration) if len(duration) < 16 else bounded_float(duration),
                             )
-                            if adds:
-                                am = additions_match(adds)
-                                if am is not None:
-                                    views, db, queries, cached, allocations = am.groups()
-                                    event.db_ms = bounded_float(db)
-                                    if views is not None:
-                                        event.view_ms = bounded_float(views)
-                                    if queries is not None:
-                                        event.queries, event.cached = bounded_int(queries), bounded_int(cached)
-                                    if allocations is not None:
-                                        event.allocations = bounded_int(allocations)
-                                else:
-                                    self._read_additions(event, adds)
+                            if db is not None:
+                                event.db_ms = float(db) if len(db) < 16 else bounded_float(db)
+                                if views is not None:
+                                    event.view_ms = float(views) if len(views) < 16 else bounded_float(views)
+                                if queries is not None:
+                                    event.queries = int(queries) if len(queries) < 16 else bounded_int(queries)
+                                    event.cached = int(cached) if len(cached) < 16 else bounded_int(cached)
+                                if allocations is not None:
+                                    event.allocations = int(allocations) if len(allocations) < 16 else bounded_int(allocations)
                             done[key] = req.endpoint
                             if len(done) > 1024:
                                 done.popitem(last=False)
@@ -324,7 +320,7 @@ class RailsParser(Parser):
                             if qm is not None:
                                 self._sql(qm, key, ts, pid, line, lineno)
                                 continue
-                    produced = self._message(msg, key, [key] if key[0] != "p" else NO_TAGS, ts, pid, level, line, lineno, True)
+                    produced = self._message(msg, key, NO_TAGS if untagged else [key], ts, pid, level, line, lineno, True)
                     if produced is not None:
                         append(produced)
                     continue

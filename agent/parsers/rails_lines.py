@@ -12,18 +12,20 @@ PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
 #: the Logger prefix as Ruby's default formatter writes it: (second, ".fraction", pid, level).
 #: Only a shape the string slicing in RailsParser._split_prefix reads the same way.
 PLAIN_PREFIX = re.compile(r"[DIWEFAU], \[([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9}) #([0-9]+)\] +([A-Z]+) -- : ")
-#: the usual line of a tagged app, in one match: PLAIN_PREFIX's four groups, then (group 5)
-#: the request id when it is the line's only tag and UUID-shaped (None otherwise: the
-#: message then still holds any tags), then the message. RailsParser.feed_lines reads such
-#: lines without ``feed``; any other line goes to ``feed``.
-COMMON_LINE = re.compile(PLAIN_PREFIX.pattern + r"(?:\[([0-9a-fA-F]{8}-[0-9a-fA-F-]{27})\] (?!\[))?(.*)", re.S)
+#: the usual line's head, in one match: PLAIN_PREFIX's four groups, then (group 5) the
+#: request id when it is the line's only tag, read by feed's own rule (36 characters, "-"
+#: 9th; None otherwise: the message, from ``end()``, then still holds any tags).
+#: RailsParser.feed_lines reads such lines without ``feed``; any other line goes to ``feed``.
+COMMON_LINE = re.compile(PLAIN_PREFIX.pattern + r"(?:\[(.{8}-.{27})\] (?!\[))?", re.S)
 #: Processing's endpoint as one group: PROCESSING's "\1#\2" ([\w:]+ holds no "#")
 PROCESSING_ENDPOINT = re.compile(r"Processing by ([\w:]+#\w+) as \S")
-#: the usual Completed additions: exactly what ADDITION.finditer reads from such text, in one match
-#: (Views, ActiveRecord, its queries and cached counts, Allocations; GC is read by nobody)
-USUAL_ADDITIONS = re.compile(
-    r"(?:Views: (\d+(?:\.\d+)?)ms \| )?ActiveRecord: (\d+(?:\.\d+)?)ms(?: \((\d+) quer(?:y|ies), (\d+) cached\))?"
-    r"(?: \| GC: \d+(?:\.\d+)?ms)?(?: \| Allocations: (\d+))?"
+#: the usual Completed line, whole: (status, duration, views, db, queries, cached, allocations).
+#: Where it matches, COMPLETED gives the same status and duration (the status text has no
+#: digit, so " in <digits>ms" is found right after it) and ADDITION.finditer over the part in
+#: brackets finds exactly these values (GC is read by nobody).
+USUAL_COMPLETED = re.compile(
+    r"Completed (\d{3}) [A-Za-z ]* in (\d+(?:\.\d+)?)ms(?: \((?:Views: (\d+(?:\.\d+)?)ms \| )?ActiveRecord: (\d+(?:\.\d+)?)ms"
+    r"(?: \((\d+) quer(?:y|ies), (\d+) cached\))?(?: \| GC: \d+(?:\.\d+)?ms)?(?: \| Allocations: (\d+))?\))?"
 )
 STARTED = re.compile(r'Started ([A-Z]+) "([^"]*)" for \S+ at (.+)')
 PROCESSING = re.compile(r"Processing by ([\w:]+)#(\w+) as (\S+)")

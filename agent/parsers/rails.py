@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from operator import attrgetter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from agent.events import Bullet, Error, Event, Request, Sql
@@ -29,7 +30,7 @@ from agent.parsers.base import ANSI, NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
     ACTIVEJOB_ERROR, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
-    NO_TAGS, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, STARTED, USUAL_COMPLETED, UUIDISH,
+    NO_TAGS, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, USUAL_COMPLETED, UUIDISH,
     request_key, split_tags,
 )
 from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
@@ -192,7 +193,8 @@ class RailsParser(Parser):
         feed = self.feed
         common = COMMON_LINE.match
         ansi_sub = ANSI.sub
-        sql_match = SQL.match
+        sql_match = SQL_HEAD.match
+        single_call_of = attrgetter("single_call")
         completed_match = USUAL_COMPLETED.fullmatch
         processing_match = PROCESSING_ENDPOINT.match
         started_match = STARTED.match
@@ -227,9 +229,8 @@ class RailsParser(Parser):
                         self._prefixed = prefixed_seen = True
                     if held:
                         # feed's held-record step for a prefixed line (held_key is key)
-                        released = self._release_finished_calls(key)
-                        if released:
-                            out.extend(released)
+                        if True in map(single_call_of, held.values()):
+                            out.extend(self._release_finished_calls(key))
                         h = held.get(key)
                         if h is not None:
                             event = h.event
@@ -318,7 +319,21 @@ class RailsParser(Parser):
                         elif "ms)  " in msg and not body.startswith(("Started ", "Processing by ", "Completed ")):
                             qm = sql_match(msg)
                             if qm is not None:
-                                self._sql(qm, key, ts, pid, line, lineno)
+                                # _sql and _hold
+                                cached, _, name, duration, db_time, text = qm.groups() + (msg[qm.end() :],)
+                                binds = ""
+                                cut = text.rfind("  [")
+                                if cut > 0 and text.endswith("]"):
+                                    text, binds = text[:cut], text[cut + 2 :]
+                                duration = db_time or duration
+                                held[key] = _Held(
+                                    Sql(
+                                        ts=ts, source=source, line=lineno, raw=line, name=name.strip(), sql=text.strip(), binds=binds,
+                                        request_id=key if not key.startswith("pid") or key in opened else "", cached=cached is not None,
+                                        duration_ms=float(duration) if len(duration) < 16 else bounded_float(duration), pid=pid,
+                                    ),
+                                    line, lineno,
+                                )
                                 continue
                     produced = self._message(msg, key, NO_TAGS if untagged else [key], ts, pid, level, line, lineno, True)
                     if produced is not None:

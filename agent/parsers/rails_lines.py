@@ -33,6 +33,9 @@ COMPLETED = re.compile(r"Completed (\d{3}) (.*?) in (\d+(?:\.\d+)?)ms(?: \((.*)\
 COMPLETED_RAILS30 = re.compile(r"Completed in (\d+(?:\.\d+)?)ms(?: \((.*)\))? with (\d{3})")
 ADDITION = re.compile(r"(Views|ActiveRecord|Allocations|GC|Duration): (\d+(?:\.\d+)?)(?:ms)?(?: \((\d+) quer(?:y|ies), (\d+) cached\))?")
 SQL = re.compile(r" +(CACHE )?(ASYNC )?(.*?) ?\((\d+(?:\.\d+)?)ms\)(?: \(db time (\d+(?:\.\d+)?)ms\))?  (.*)")
+#: SQL without its last group: the statement is the rest of the line, sliced from ``end()``
+#: (lines hold no newline, so SQL's "(.*)" takes all of it; the match is the same)
+SQL_HEAD = re.compile(SQL.pattern[: -len("(.*)")])
 EXCEPTION = re.compile(r"((?:[A-Z]\w*::)*[A-Z]\w*) \((.*)")
 ACTIVEJOB_ERROR = re.compile(
     r"Error performing ([\w:]+) \(Job ID: ([\w-]+)\) from \w+\(([\w-]*)\) in [\d.]+ms: ((?:[A-Z]\w*::)*[A-Z]\w*) \((.*)"

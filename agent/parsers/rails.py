@@ -30,7 +30,7 @@ from agent.parsers.base import ANSI, NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
     ACTIVEJOB_ERROR, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
-    NO_TAGS, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, USUAL_COMPLETED, UUIDISH,
+    NO_TAGS, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, STARTED_HEAD, USUAL_COMPLETED, UUIDISH,
     request_key, split_tags,
 )
 from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
@@ -47,11 +47,11 @@ class _Open:
 
     __slots__ = ("method", "path", "endpoint", "ts")
 
-    def __init__(self) -> None:
-        self.method = ""
-        self.path = ""
-        self.endpoint = ""
-        self.ts: Optional[float] = None
+    def __init__(self, method: str = "", path: str = "", endpoint: str = "", ts: Optional[float] = None) -> None:
+        self.method = method
+        self.path = path
+        self.endpoint = endpoint
+        self.ts = ts
 
 
 class _Held:
@@ -197,7 +197,7 @@ class RailsParser(Parser):
         single_call_of = attrgetter("single_call")
         completed_match = USUAL_COMPLETED.fullmatch
         processing_match = PROCESSING_ENDPOINT.match
-        started_match = STARTED.match
+        started_match = STARTED_HEAD.match
         held = self._held
         opened = self._open
         done = self._done
@@ -263,11 +263,15 @@ class RailsParser(Parser):
                         sm = started_match(msg)
                         req = opened.get(key)
                         if req is None:
-                            req = opened[key] = _Open()
+                            if sm is not None:
+                                opened[key] = _Open(*sm.groups(), "", ts)
+                            else:
+                                opened[key] = _Open("", "", "", ts)
                             if len(opened) > MAX_OPEN_REQUESTS:
                                 opened.popitem(last=False)
+                            continue
                         if sm is not None:
-                            req.method, req.path = sm.group(1, 2)
+                            req.method, req.path = sm.groups()
                         req.ts = ts
                         continue
                     if first == "P" and msg.startswith("Processing by "):
@@ -339,6 +343,8 @@ class RailsParser(Parser):
                     if produced is not None:
                         append(produced)
                     continue
+            elif not held and not line.strip():
+                continue  # a blank line with nothing held: feed makes nothing of it and changes nothing
             elif held and line[:1] != "[" and not (line[1:2] == "," and line[3:4] == "["):
                 # no prefix, no tag: feed gives the line to the last held exception or Bullet
                 # warning (unless a record is held under no key at all)

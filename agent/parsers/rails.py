@@ -211,18 +211,15 @@ class RailsParser(Parser):
             m = common(line)
             if m is not None:
                 second, fraction, pid, level, key = m.groups()
-                msg = line[m.end() :]
                 if second == second_key:
                     ts = second_epoch + float(fraction)
-                elif key is None and msg[:1] == "[":
-                    ts = None  # other tags: feed splits them (and reads the time itself)
                 else:
                     ts = safe_iso(second + fraction)
                     if ts is not None:
                         second_key, second_epoch = second, ts - float(fraction)
-                if ts is not None and (key is not None or msg[:1] != "["):
-                    untagged = key is None
-                    if untagged:
+                if ts is not None:  # else feed reads the line (and finds no time either)
+                    msg = line[m.end() :]
+                    if key is None:
                         key = f"pid{pid}.{seq.get(pid, 0)}"
                     last_ts = ts
                     if not prefixed_seen:
@@ -339,7 +336,7 @@ class RailsParser(Parser):
                                     line, lineno,
                                 )
                                 continue
-                    produced = self._message(msg, key, NO_TAGS if untagged else [key], ts, pid, level, line, lineno, True)
+                    produced = self._message(msg, key, NO_TAGS if m.group(5) is None else [key], ts, pid, level, line, lineno, True)
                     if produced is not None:
                         append(produced)
                     continue

@@ -14,9 +14,9 @@ PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
 PLAIN_PREFIX = re.compile(r"[DIWEFAU], \[([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9}) #([0-9]+)\] +([A-Z]+) -- : ")
 #: the usual line's head, in one match: PLAIN_PREFIX's four groups, then (group 5) the
 #: request id when it is the line's only tag, read by feed's own rule (36 characters, "-"
-#: 9th; None otherwise: the message, from ``end()``, then still holds any tags).
-#: RailsParser.feed_lines reads such lines without ``feed``; any other line goes to ``feed``.
-COMMON_LINE = re.compile(PLAIN_PREFIX.pattern + r"(?:\[(.{8}-.{27})\] (?!\[))?", re.S)
+#: 9th), else None and no tag at all (a message starting "[" does not match). The message
+#: is the rest, from ``end()``. RailsParser.feed_lines reads such lines without ``feed``.
+COMMON_LINE = re.compile(PLAIN_PREFIX.pattern + r"(?:\[(.{8}-.{27})\] (?!\[)|(?!\[))", re.S)
 #: Processing's endpoint as one group: PROCESSING's "\1#\2" ([\w:]+ holds no "#")
 PROCESSING_ENDPOINT = re.compile(r"Processing by ([\w:]+#\w+) as \S")
 #: the usual Completed line, whole: (status, duration, views, db, queries, cached, allocations).

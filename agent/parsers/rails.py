@@ -74,6 +74,20 @@ class _Held:
         self.in_pieces = isinstance(event, Error) and not single_call and event.level == "FATAL"
 
 
+class _HeldSql(_Held):
+    """A SQL line waiting for its ↳ line: the fields _continues and _release read of a held Sql,
+    made without the exception-only ones (lines, frames), which nothing reads for a Sql."""
+
+    __slots__ = ()
+
+    def __init__(self, event: Sql, lineno: int) -> None:  # noqa: super().__init__ not called on purpose
+        self.event = event
+        self.message_open = False
+        self.last_lineno = lineno
+        self.single_call = False
+        self.in_pieces = False
+
+
 class RailsParser(Parser):
     name = "rails"
     description = "Rails logger (Logger prefix, tagged or bare Rails 8 STDOUT lines), debug SQL, exceptions, lograge"
@@ -235,7 +249,7 @@ class RailsParser(Parser):
                                 body = msg.lstrip()
                                 if body[:1] == "↳":
                                     event.source_location = body[1:].strip()
-                                    event.raw += "\n" + line
+                                    event.raw = f"{event.raw}\n{line}"
                                     del held[key]
                                     append(event)
                                     continue
@@ -321,19 +335,20 @@ class RailsParser(Parser):
                             qm = sql_match(msg)
                             if qm is not None:
                                 # _sql and _hold
-                                cached, _, name, duration, db_time, text = qm.groups() + (msg[qm.end() :],)
+                                cached, _, name, duration, db_time = qm.groups()
+                                text = msg[qm.end() :]
                                 binds = ""
                                 cut = text.rfind("  [")
                                 if cut > 0 and text.endswith("]"):
                                     text, binds = text[:cut], text[cut + 2 :]
                                 duration = db_time or duration
-                                held[key] = _Held(
+                                held[key] = _HeldSql(
                                     Sql(
                                         ts=ts, source=source, line=lineno, raw=line, name=name.strip(), sql=text.strip(), binds=binds,
                                         request_id=key if not key.startswith("pid") or key in opened else "", cached=cached is not None,
                                         duration_ms=float(duration) if len(duration) < 16 else bounded_float(duration), pid=pid,
                                     ),
-                                    line, lineno,
+                                    lineno,
                                 )
                                 continue
                     produced = self._message(msg, key, NO_TAGS if m.group(5) is None else [key], ts, pid, level, line, lineno, True)

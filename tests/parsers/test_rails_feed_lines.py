@@ -139,11 +139,13 @@ def test_feed_lines_hands_state_to_feed_and_back() -> None:
         "D, [2024-05-01T12:00:01.600000 #1] DEBUG -- :   \x1b[1m\x1b[36mPost Load (0.3ms)\x1b[0m  \x1b[1m\x1b[34mSELECT 1\x1b[0m  [[\"id\", 1]]",
         "D, [2024-05-01T12:00:01.700000 #1] DEBUG -- :   ↳ app/x.rb:1",
         "I, [2024-05-01T12:00:01.800000 #1]  INFO -- : Completed 500 Internal Server Error in 9ms",
+        "D, [2024-05-01T12:00:01.900000 #1] DEBUG -- : [3f2c9a0e-8b1d-4e7a-9c55-2b8f0d6e1a77]   Post Load (0.3ms)  SELECT '  [x' FROM y",
     ]
     assert_same(RailsParser, lines)
     parser = RailsParser("p")
     events = parser.feed_lines(lines, 1) + parser.finish()
-    assert [e.kind for e in events] == ["request", "sql", "request"]
+    assert [e.kind for e in events] == ["request", "sql", "request", "sql"]
+    assert events[3].sql == "SELECT '  [x' FROM y" and events[3].binds == ""
     assert events[0].queries == 3 and events[0].cached == 1 and events[0].allocations == 7
     assert events[1].source_location == "app/x.rb:1" and events[2].request_id == "pid1.1"
 
@@ -206,6 +208,7 @@ MESSAGES = [
     "Completed 200 OK in 999999999999999ms (Views: 99999999999999.9ms | ActiveRecord: 1000000000000000ms | Allocations: 9999999999999999)",
     "Completed 200 OK in 1000000000000001ms (ActiveRecord: 0.0000000000000000000000000000000000000001ms (999999999999999 queries, 1 cached))",
     "Completed 200 OK in 5ms (Views: 1ms | ActiveRecord: 2ms) trailing",
+    "Completed 200 OK in 9999999999999999ms (ActiveRecord: 1000000000000001ms (9999999999999999 queries, 1000000000000000 cached))",
     "Completed 200 OK in 5ms in 6ms (ActiveRecord: 2ms)",
     "Completed in 12ms (View: 3 | DB: 4) with 200",
     "Completed 200 OK in 3ms (Views: 1.0ms | ActiveRecord: 2.0ms (1 query, 0 cached) | GC: 0.0ms)",
@@ -216,6 +219,8 @@ MESSAGES = [
     '  Post Load (0.3ms)  SELECT "posts".* FROM "posts"  [["id", 1]]',
     "  CACHE ASYNC Post Count (0.1ms) (db time 99999999999999999ms)  SELECT 1  [x]",
     "  Post Load (١.٢ms)  SELECT 2",
+    "  Post Load (0.3ms)  SELECT '  [not binds' FROM x",
+    "  Post Load (0.3ms)    [[\"id\", 1]]",
     "  \x1b[1m\x1b[36mCACHE Post Load (0.0ms)\x1b[0m  \x1b[1m\x1b[34mSELECT 1\x1b[0m",
     "  \x1b[1m\x1b[35mTRANSACTION (0.1ms)\x1b[0m  \x1b[1m\x1b[35mBEGIN\x1b[0m",
     "  \x1b[\x1b[0mm odd escape (1ms)  x",
@@ -243,6 +248,25 @@ MESSAGES = [
     "Redirected to http://x/",
     "random words here",
 ]
+@lru_cache(maxsize=None)
+def real_lines() -> Tuple[str, ...]:
+    return tuple(l for path, _ in rails_fixtures() for l in read(path)[:300])
+
+
+DIGITS = re.compile(r"\d+")
+
+
+def mutated(line: str, how: int, at: int) -> str:
+    """A real line broken the way hostile logs are: a number made huge, cut, doubled."""
+    runs = list(DIGITS.finditer(line))
+    if how == 0 and runs:
+        run = runs[at % len(runs)]
+        return line[: run.start()] + "9" * (5 + at % 400) + line[run.end() :]
+    if how == 1:
+        return line[: at % (len(line) + 1)]
+    return line + line[at % (len(line) + 1) :]
+
+
 JUNK = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), max_size=40)
 LINE = st.one_of(
     st.tuples(st.sampled_from(PREFIXES), st.sampled_from(TAGS), st.sampled_from(MESSAGES)).map("".join),
@@ -251,6 +275,8 @@ LINE = st.one_of(
     st.sampled_from(MESSAGES),
     JUNK,
     st.tuples(st.sampled_from(PREFIXES), st.sampled_from(MESSAGES), st.integers(0, 120)).map(lambda t: (t[0] + t[1])[: t[2]]),
+    st.builds(lambda i: real_lines()[i % len(real_lines())], st.integers(0, 10**6)),
+    st.builds(lambda i, how, at: mutated(real_lines()[i % len(real_lines())], how, at), st.integers(0, 10**6), st.integers(0, 2), st.integers(0, 10**4)),
 )
 
 

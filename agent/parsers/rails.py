@@ -30,7 +30,7 @@ from agent.parsers.base import ANSI, NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
     ACTIVEJOB_ERROR, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
-    NO_TAGS, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, STARTED_HEAD, USUAL_COMPLETED, UUIDISH,
+    NO_TAGS, ONE_TAG, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, STARTED_HEAD, USUAL_COMPLETED, UUIDISH,
     request_key, split_tags,
 )
 from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
@@ -206,6 +206,7 @@ class RailsParser(Parser):
         append = out.append
         feed = self.feed
         common = COMMON_LINE.match
+        one_tag = ONE_TAG.match
         ansi_sub = ANSI.sub
         sql_match = SQL_HEAD.match
         single_call_of = attrgetter("single_call")
@@ -377,6 +378,38 @@ class RailsParser(Parser):
                         continue
                     self.last_ts = last_ts
                     produced = self._message(line, "", NO_TAGS, last_ts, "", "", line, lineno, False)
+                    last_ts = self.last_ts
+                    if produced is not None:
+                        append(produced)
+                    continue
+            elif line[:1] == "[" and not (line[1:2] == "," and line[3:4] == "["):
+                tm = one_tag(line)
+                if tm is not None:
+                    # one request tag, no prefix (a multi-line exception report, Rails 8 STDOUT):
+                    # feed's steps for a tagged line without a time of its own
+                    key = tm.group(1)
+                    msg = line[tm.end() :]
+                    req = opened.get(key)
+                    ts = req.ts if req is not None and req.ts is not None else last_ts
+                    if held:
+                        if True in map(single_call_of, held.values()):
+                            out.extend(self._release_finished_calls(key))
+                        h = held.get(key)
+                        if h is not None:
+                            verdict = self._continues(h, msg, False, "", line, lineno)
+                            if verdict == ABSORBED:
+                                continue
+                            released_one = self._release(key)
+                            if released_one is not None:
+                                append(released_one)
+                            if verdict == COMPLETED_BY_LINE:
+                                continue
+                        elif lineno % 64 == 0:
+                            stale = self._release_stale(lineno)
+                            if stale:
+                                out.extend(stale)
+                    self.last_ts = last_ts
+                    produced = self._message(msg, key, [key], ts, "", "", line, lineno, False)
                     last_ts = self.last_ts
                     if produced is not None:
                         append(produced)

@@ -17,6 +17,8 @@ PLAIN_PREFIX = re.compile(r"[DIWEFAU], \[([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0
 #: 9th), else None and no tag at all (a message starting "[" does not match). The message
 #: is the rest, from ``end()``. RailsParser.feed_lines reads such lines without ``feed``.
 COMMON_LINE = re.compile(PLAIN_PREFIX.pattern + r"(?:\[(.{8}-.{27})\] (?!\[)|(?!\[))", re.S)
+#: a line starting with one request tag and no other, by the same rule (no prefix before it)
+ONE_TAG = re.compile(r"\[(.{8}-.{27})\] (?!\[)", re.S)
 #: Processing's endpoint as one group: PROCESSING's "\1#\2" ([\w:]+ holds no "#")
 PROCESSING_ENDPOINT = re.compile(r"Processing by ([\w:]+#\w+) as \S")
 #: the usual Completed line, whole: (status, duration, views, db, queries, cached, allocations).

@@ -36,6 +36,7 @@ from agent.parsers.rails_lines import (
 from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 
 MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
+MAX_ENDPOINT_MESSAGES = 1024  # Processing messages whose endpoint feed_lines remembers
 MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
 MAX_BACKTRACE = 20
 STALE_AFTER_LINES = 400  # a held record is emitted once this many lines passed without it
@@ -103,6 +104,7 @@ class RailsParser(Parser):
         self._last_error_key = "\0"
         self._second_key = ""  # "2024-05-01T12:00:00" of the last prefixed line, and its epoch
         self._second_epoch = 0.0
+        self._endpoints: Dict[str, Optional[str]] = {}  # Processing message -> its endpoint (None: not one)
 
     # ----- sniffing -------------------------------------------------------------------
     @classmethod
@@ -216,6 +218,7 @@ class RailsParser(Parser):
         held = self._held
         opened = self._open
         done = self._done
+        endpoints = self._endpoints
         seq = self._seq
         source = self.source
         second_key, second_epoch = self._second_key, self._second_epoch
@@ -287,14 +290,20 @@ class RailsParser(Parser):
                         req.ts = ts
                         continue
                     if first == "P" and msg.startswith("Processing by "):
-                        pm = processing_match(msg)
-                        if pm is not None:
+                        endpoint = endpoints.get(msg, "")
+                        if endpoint == "":  # not seen yet: a few distinct messages make most Processing lines
+                            pm = processing_match(msg)
+                            endpoint = pm.group(1) if pm is not None else None
+                            if len(endpoints) >= MAX_ENDPOINT_MESSAGES:
+                                endpoints.clear()
+                            endpoints[msg] = endpoint
+                        if endpoint is not None:
                             req = opened.get(key)
                             if req is None:
                                 req = opened[key] = _Open()
                                 if len(opened) > MAX_OPEN_REQUESTS:
                                     opened.popitem(last=False)
-                            req.endpoint = pm.group(1)
+                            req.endpoint = endpoint
                         continue
                     if first == "C":
                         cm = completed_match(msg)

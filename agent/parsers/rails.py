@@ -36,7 +36,7 @@ from agent.parsers.rails_lines import (
 from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 
 MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
-MAX_ENDPOINT_MESSAGES = 1024  # Processing messages whose endpoint feed_lines remembers
+MAX_REMEMBERED_MESSAGES = 1024  # Started / Processing messages whose reading feed_lines remembers
 MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
 MAX_BACKTRACE = 20
 STALE_AFTER_LINES = 400  # a held record is emitted once this many lines passed without it
@@ -105,6 +105,7 @@ class RailsParser(Parser):
         self._second_key = ""  # "2024-05-01T12:00:00" of the last prefixed line, and its epoch
         self._second_epoch = 0.0
         self._endpoints: Dict[str, Optional[str]] = {}  # Processing message -> its endpoint (None: not one)
+        self._started_of: Dict[str, Tuple[str, ...]] = {}  # Started message -> (method, path), () if not read
 
     # ----- sniffing -------------------------------------------------------------------
     @classmethod
@@ -219,6 +220,7 @@ class RailsParser(Parser):
         opened = self._open
         done = self._done
         endpoints = self._endpoints
+        started_of = self._started_of
         seq = self._seq
         source = self.source
         second_key, second_epoch = self._second_key, self._second_epoch
@@ -275,18 +277,24 @@ class RailsParser(Parser):
                     # _message, the usual messages inline
                     first = msg[:1]
                     if first == "S" and msg.startswith("Started ") and key[0] != "p":
-                        sm = started_match(msg)
+                        method_path = started_of.get(msg)
+                        if method_path is None:  # not seen lately: the same request line repeats within its second
+                            sm = started_match(msg)
+                            method_path = sm.groups() if sm is not None else ()
+                            if len(started_of) >= MAX_REMEMBERED_MESSAGES:
+                                started_of.clear()
+                            started_of[msg] = method_path
                         req = opened.get(key)
                         if req is None:
-                            if sm is not None:
-                                opened[key] = _Open(*sm.groups(), "", ts)
+                            if method_path:
+                                opened[key] = _Open(*method_path, "", ts)
                             else:
                                 opened[key] = _Open("", "", "", ts)
                             if len(opened) > MAX_OPEN_REQUESTS:
                                 opened.popitem(last=False)
                             continue
-                        if sm is not None:
-                            req.method, req.path = sm.groups()
+                        if method_path:
+                            req.method, req.path = method_path
                         req.ts = ts
                         continue
                     if first == "P" and msg.startswith("Processing by "):
@@ -294,7 +302,7 @@ class RailsParser(Parser):
                         if endpoint == "":  # not seen yet: a few distinct messages make most Processing lines
                             pm = processing_match(msg)
                             endpoint = pm.group(1) if pm is not None else None
-                            if len(endpoints) >= MAX_ENDPOINT_MESSAGES:
+                            if len(endpoints) >= MAX_REMEMBERED_MESSAGES:
                                 endpoints.clear()
                             endpoints[msg] = endpoint
                         if endpoint is not None:

@@ -37,6 +37,7 @@ from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 
 MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
 MAX_REMEMBERED_MESSAGES = 1024  # Started / Processing messages whose reading feed_lines remembers
+MAX_SQL_HEADS = 4096  # SQL line heads (name, duration) feed_lines remembers
 MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
 MAX_BACKTRACE = 20
 STALE_AFTER_LINES = 400  # a held record is emitted once this many lines passed without it
@@ -106,6 +107,7 @@ class RailsParser(Parser):
         self._second_epoch = 0.0
         self._endpoints: Dict[str, Optional[str]] = {}  # Processing message -> its endpoint (None: not one)
         self._started_of: Dict[str, Tuple[str, ...]] = {}  # Started message -> (method, path), () if not read
+        self._sql_heads: Dict[str, Tuple[bool, str, Optional[float], int]] = {}  # SQL line head -> (cached, name, duration_ms, end)
 
     # ----- sniffing -------------------------------------------------------------------
     @classmethod
@@ -221,6 +223,7 @@ class RailsParser(Parser):
         done = self._done
         endpoints = self._endpoints
         started_of = self._started_of
+        sql_heads = self._sql_heads
         seq = self._seq
         source = self.source
         second_key, second_epoch = self._second_key, self._second_epoch
@@ -350,21 +353,32 @@ class RailsParser(Parser):
                         if first == "↳" or not body:
                             pass  # a ↳ line no SQL line waits for, a blank FATAL line: _message
                         elif "ms)  " in msg and not body.startswith(("Started ", "Processing by ", "Completed ")):
-                            qm = sql_match(msg)
-                            if qm is not None:
-                                # _sql and _hold
-                                cached, _, name, duration, db_time = qm.groups()
-                                text = msg[qm.end() :]
+                            # _sql and _hold. The part up to the first "ms)  " decides SQL's match when
+                            # the match ends there (no try of SQL's can end elsewhere without reading
+                            # past it), so such heads are remembered: a few hundred make most lines.
+                            head = msg[: msg.find("ms)  ") + 5]
+                            known = sql_heads.get(head)
+                            if known is None:
+                                qm = sql_match(msg)
+                                if qm is not None:
+                                    cached, _, name, duration, db_time = qm.groups()
+                                    known = (cached is not None, name.strip(), bounded_float(db_time or duration), qm.end())
+                                    if known[3] == len(head):
+                                        if len(sql_heads) >= MAX_SQL_HEADS:
+                                            sql_heads.clear()
+                                        sql_heads[head] = known
+                            if known is not None:
+                                is_cached, name, duration_ms, end = known
+                                text = msg[end:]
                                 binds = ""
                                 cut = text.rfind("  [")
                                 if cut > 0 and text.endswith("]"):
                                     text, binds = text[:cut], text[cut + 2 :]
-                                duration = db_time or duration
                                 held[key] = _HeldSql(
                                     Sql(
-                                        ts=ts, source=source, line=lineno, raw=line, name=name.strip(), sql=text.strip(), binds=binds,
-                                        request_id=key if not key.startswith("pid") or key in opened else "", cached=cached is not None,
-                                        duration_ms=float(duration) if len(duration) < 16 else bounded_float(duration), pid=pid,
+                                        ts=ts, source=source, line=lineno, raw=line, name=name, sql=text.strip(), binds=binds,
+                                        request_id=key if not key.startswith("pid") or key in opened else "", cached=is_cached,
+                                        duration_ms=duration_ms, pid=pid,
                                     ),
                                     lineno,
                                 )

@@ -175,6 +175,19 @@ def test_feed_lines_equals_feed_past_the_bounds_of_what_the_parser_remembers() -
     assert [e.source_location for e in sql] == ["app/models/post.rb:3", ""]  # the second went stale first
 
 
+def test_feed_lines_equals_feed_on_sql_lines_sharing_their_head() -> None:
+    """feed_lines remembers what the head of a SQL line (up to its first "ms)  ") reads as;
+    lines with the same head and other tails, or a head SQL's pattern reads past, read alike."""
+    tail = ["SELECT 1", "SELECT 'ms)  '  [[\"id\", 1]]", "  [x]", "", "B (2ms)  C", "(3ms)  D"]
+    heads = ["  Post Load (1.5ms)  ", "  CACHE Post Load (1.5ms)  ", "  Post Load (1.5ms) (db time 2ms)  ", "  A (1xms)  ", "  A (1ms) (db time 1xms)  ", "   ms)  "]
+    prefix = "D, [2024-05-01T12:00:00.{:06d} #7] DEBUG -- : [3f2c9a0e-8b1d-4e7a-9c55-2b8f0d6e1a7{}] "
+    lines = [prefix.format(n, n % 10) + h + t for n, (h, t) in enumerate((h, t) for t in tail for h in heads for _ in range(2))]
+    assert_same(RailsParser, lines)
+    parser = RailsParser("p")
+    sql = [e for e in parser.feed_lines(lines, 1) + parser.finish() if e.kind == "sql"]
+    assert {(e.name, e.duration_ms, e.cached) for e in sql} >= {("Post Load", 1.5, False), ("Post Load", 2.0, False), ("Post Load", 1.5, True), ("A (1xms)  B", 2.0, False)}
+
+
 # ----- random mixes of real shapes and junk ----------------------------------------------
 UID = "3f2c9a0e-8b1d-4e7a-9c55-2b8f0d6e1a77"
 PREFIXES = [
@@ -219,6 +232,10 @@ MESSAGES = [
     '  Post Load (0.3ms)  SELECT "posts".* FROM "posts"  [["id", 1]]',
     "  CACHE ASYNC Post Count (0.1ms) (db time 99999999999999999ms)  SELECT 1  [x]",
     "  Post Load (١.٢ms)  SELECT 2",
+    "  A (1xms)  B (2ms)  C",
+    "  A (1xms)  zzz",
+    "  Post Load (1.5ms) (db time 2ms)  SELECT 1",
+    "  Post Load (1.5ms)  SELECT 'ms)  '",
     "  Post Load (0.3ms)  SELECT '  [not binds' FROM x",
     "  Post Load (0.3ms)    [[\"id\", 1]]",
     "  \x1b[1m\x1b[36mCACHE Post Load (0.0ms)\x1b[0m  \x1b[1m\x1b[34mSELECT 1\x1b[0m",

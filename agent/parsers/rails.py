@@ -229,6 +229,10 @@ class RailsParser(Parser):
         second_key, second_epoch = self._second_key, self._second_epoch
         last_ts = self.last_ts
         prefixed_seen = self._prefixed
+        # True once no held record is a one-call record (single_call): the lines read here hold
+        # only SQL lines, which never are, so the look at every held record is skipped until
+        # feed or one of its helpers has run again
+        unmarked = False
         for lineno, raw in enumerate(lines, first_lineno):
             line = ansi_sub("", raw) if "\x1b" in raw else raw
             m = common(line)
@@ -249,8 +253,11 @@ class RailsParser(Parser):
                         self._prefixed = prefixed_seen = True
                     if held:
                         # feed's held-record step for a prefixed line (held_key is key)
-                        if True in map(single_call_of, held.values()):
-                            out.extend(self._release_finished_calls(key))
+                        if not unmarked:
+                            if True in map(single_call_of, held.values()):
+                                out.extend(self._release_finished_calls(key))
+                            else:
+                                unmarked = True
                         h = held.get(key)
                         if h is not None:
                             event = h.event
@@ -266,6 +273,7 @@ class RailsParser(Parser):
                                 append(event)
                             else:
                                 verdict = self._continues(h, msg, True, level, line, lineno)
+                                unmarked = False
                                 if verdict == ABSORBED:
                                     continue
                                 released_one = self._release(key)
@@ -384,6 +392,7 @@ class RailsParser(Parser):
                                 )
                                 continue
                     produced = self._message(msg, key, NO_TAGS if m.group(5) is None else [key], ts, pid, level, line, lineno, True)
+                    unmarked = False
                     if produced is not None:
                         append(produced)
                     continue
@@ -400,6 +409,7 @@ class RailsParser(Parser):
                         h.last_lineno = lineno
                         continue
                     verdict = self._continues(h, line, False, "", line, lineno)
+                    unmarked = False
                     if verdict == ABSORBED:
                         continue
                     released_one = self._release(error_key)
@@ -409,6 +419,7 @@ class RailsParser(Parser):
                         continue
                     self.last_ts = last_ts
                     produced = self._message(line, "", NO_TAGS, last_ts, "", "", line, lineno, False)
+                    unmarked = False
                     last_ts = self.last_ts
                     if produced is not None:
                         append(produced)
@@ -423,11 +434,15 @@ class RailsParser(Parser):
                     req = opened.get(key)
                     ts = req.ts if req is not None and req.ts is not None else last_ts
                     if held:
-                        if True in map(single_call_of, held.values()):
-                            out.extend(self._release_finished_calls(key))
+                        if not unmarked:
+                            if True in map(single_call_of, held.values()):
+                                out.extend(self._release_finished_calls(key))
+                            else:
+                                unmarked = True
                         h = held.get(key)
                         if h is not None:
                             verdict = self._continues(h, msg, False, "", line, lineno)
+                            unmarked = False
                             if verdict == ABSORBED:
                                 continue
                             released_one = self._release(key)
@@ -441,6 +456,7 @@ class RailsParser(Parser):
                                 out.extend(stale)
                     self.last_ts = last_ts
                     produced = self._message(msg, key, [key], ts, "", "", line, lineno, False)
+                    unmarked = False
                     last_ts = self.last_ts
                     if produced is not None:
                         append(produced)
@@ -448,6 +464,7 @@ class RailsParser(Parser):
             # not the usual shape: feed, with the state it reads and writes handed over
             self.last_ts, self._second_key, self._second_epoch = last_ts, second_key, second_epoch
             events = feed(raw, lineno)
+            unmarked = False
             if events:
                 out.extend(events)
             last_ts, second_key, second_epoch = self.last_ts, self._second_key, self._second_epoch

@@ -175,6 +175,27 @@ def test_feed_lines_equals_feed_past_the_bounds_of_what_the_parser_remembers() -
     assert [e.source_location for e in sql] == ["app/models/post.rb:3", ""]  # the second went stale first
 
 
+def test_a_one_call_record_made_between_sql_lines_is_released_by_the_next_call() -> None:
+    """SQL lines (never one-call records) let feed_lines skip the look for one-call records;
+    an exception written without prefix in between is one, and the next logger call of
+    another request must still release it, as feed does."""
+    d = "D, [2024-05-01T12:00:00.{:06d} #7] DEBUG -- : [{}] "
+    a, b = "3f2c9a0e-8b1d-4e7a-9c55-2b8f0d6e1a77", "0d6e1a77-8b1d-4e7a-9c55-2b8f3f2c9a0e"
+    lines = [
+        d.format(1, a) + "  Post Load (0.3ms)  SELECT 1",
+        d.format(2, b) + "  Post Load (0.3ms)  SELECT 2",
+        d.format(3, a) + "  ↳ app/a.rb:1",
+        d.format(4, b) + "  ↳ app/b.rb:2",
+        "RuntimeError (boom):",
+        "app/c.rb:3:in `x'",
+        d.format(5, b) + "  Post Load (0.3ms)  SELECT 3",
+    ] + [d.format(6 + n, a) + "  Rendered x" for n in range(10)]
+    assert_same(RailsParser, lines)
+    parser = RailsParser("p")
+    events = parser.feed_lines(lines, 1)
+    assert [e.kind for e in events] == ["sql", "sql", "error"]  # the error before the 10 later lines end
+
+
 def test_feed_lines_equals_feed_on_sql_lines_sharing_their_head() -> None:
     """feed_lines remembers what the head of a SQL line (up to its first "ms)  ") reads as;
     lines with the same head and other tails, or a head SQL's pattern reads past, read alike."""

@@ -38,12 +38,15 @@ TITLES: Tuple[Tuple[str, str], ...] = (
     ("Unused Eager Loading", "unused_eager_loading"),
     ("Need Counter Cache", "counter_cache"),
 )
+TITLE_STARTS = tuple(prefix for prefix, _ in TITLES)
 MAX_CALL_STACK = 10
 MAX_ENTRY_LINES = 200
 
 
 def detection_of(line: str) -> str:
     """The detection a Bullet title line announces; "" when the line is not a title."""
+    if not line.startswith(TITLE_STARTS):  # most lines: one call says no
+        return ""
     for prefix, detection in TITLES:
         if line.startswith(prefix):
             return detection

@@ -21,19 +21,23 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from operator import attrgetter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from agent.events import Bullet, Error, Event, Request, Sql
 from agent.parsers import lograge
-from agent.parsers.base import NOTHING, Parser, share, strip_ansi
+from agent.parsers.base import ANSI, NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
-    ACTIVEJOB_ERROR, ADDITION, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES, NO_TAGS,
-    PLAIN_PREFIX, PREFIX, PROCESSING, REAL_FRAME, SQL, STARTED, UUIDISH, request_key, split_tags,
+    ACTIVEJOB_ERROR, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
+    NO_TAGS, ONE_TAG, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, STARTED_HEAD, USUAL_COMPLETED, UUIDISH,
+    request_key, split_tags,
 )
 from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 
 MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
+MAX_REMEMBERED_MESSAGES = 1024  # Started / Processing messages whose reading feed_lines remembers
+MAX_SQL_HEADS = 4096  # SQL line heads (name, duration) feed_lines remembers
 MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
 MAX_BACKTRACE = 20
 STALE_AFTER_LINES = 400  # a held record is emitted once this many lines passed without it
@@ -45,11 +49,11 @@ class _Open:
 
     __slots__ = ("method", "path", "endpoint", "ts")
 
-    def __init__(self) -> None:
-        self.method = ""
-        self.path = ""
-        self.endpoint = ""
-        self.ts: Optional[float] = None
+    def __init__(self, method: str = "", path: str = "", endpoint: str = "", ts: Optional[float] = None) -> None:
+        self.method = method
+        self.path = path
+        self.endpoint = endpoint
+        self.ts = ts
 
 
 class _Held:
@@ -72,6 +76,20 @@ class _Held:
         self.in_pieces = isinstance(event, Error) and not single_call and event.level == "FATAL"
 
 
+class _HeldSql(_Held):
+    """A SQL line waiting for its ↳ line: the fields _continues and _release read of a held Sql,
+    made without the exception-only ones (lines, frames), which nothing reads for a Sql."""
+
+    __slots__ = ()
+
+    def __init__(self, event: Sql, lineno: int) -> None:  # noqa: super().__init__ not called on purpose
+        self.event = event
+        self.message_open = False
+        self.last_lineno = lineno
+        self.single_call = False
+        self.in_pieces = False
+
+
 class RailsParser(Parser):
     name = "rails"
     description = "Rails logger (Logger prefix, tagged or bare Rails 8 STDOUT lines), debug SQL, exceptions, lograge"
@@ -87,6 +105,9 @@ class RailsParser(Parser):
         self._last_error_key = "\0"
         self._second_key = ""  # "2024-05-01T12:00:00" of the last prefixed line, and its epoch
         self._second_epoch = 0.0
+        self._endpoints: Dict[str, Optional[str]] = {}  # Processing message -> its endpoint (None: not one)
+        self._started_of: Dict[str, Tuple[str, ...]] = {}  # Started message -> (method, path), () if not read
+        self._sql_heads: Dict[str, Tuple[bool, str, Optional[float], int]] = {}  # SQL line head -> (cached, name, duration_ms, end)
 
     # ----- sniffing -------------------------------------------------------------------
     @classmethod
@@ -173,6 +194,283 @@ class RailsParser(Parser):
 
     def finish(self) -> List[Event]:
         return [e for e in map(self._release, list(self._held)) if e is not None]
+
+    def feed_lines(self, lines: Sequence[str], first_lineno: int) -> List[Event]:  # noqa: C901 - one hot loop on purpose
+        """``feed`` on each line, with the usual lines read here in one regex match each.
+
+        A line read here is Logger-prefixed (``PLAIN_PREFIX``) and carries one UUID request
+        tag or none (``COMMON_LINE``); its Started / Processing / Completed / Rendered /
+        Parameters / SQL / ``↳`` message is handled inline, the same way ``feed`` and its
+        helpers would. Anything else — another message, an odd tag, a time that does not
+        parse — goes to ``feed`` (or its helpers) before any state changed. The state
+        ``feed`` keeps in attributes (last time, same-second cache) lives in locals here
+        and is handed back around each such call. tests/parsers/test_rails_feed_lines.py
+        holds both to the same events.
+        """
+        out: List[Event] = []
+        append = out.append
+        feed = self.feed
+        common = COMMON_LINE.match
+        one_tag = ONE_TAG.match
+        ansi_sub = ANSI.sub
+        sql_match = SQL_HEAD.match
+        single_call_of = attrgetter("single_call")
+        completed_match = USUAL_COMPLETED.fullmatch
+        processing_match = PROCESSING_ENDPOINT.match
+        started_match = STARTED_HEAD.match
+        held = self._held
+        opened = self._open
+        done = self._done
+        endpoints = self._endpoints
+        started_of = self._started_of
+        sql_heads = self._sql_heads
+        seq = self._seq
+        source = self.source
+        second_key, second_epoch = self._second_key, self._second_epoch
+        last_ts = self.last_ts
+        prefixed_seen = self._prefixed
+        # True once no held record is a one-call record (single_call): the lines read here hold
+        # only SQL lines, which never are, so the look at every held record is skipped until
+        # feed or one of its helpers has run again
+        unmarked = False
+        for lineno, raw in enumerate(lines, first_lineno):
+            line = ansi_sub("", raw) if "\x1b" in raw else raw
+            m = common(line)
+            if m is not None:
+                second, fraction, pid, level, key = m.groups()
+                if second == second_key:
+                    ts = second_epoch + float(fraction)
+                else:
+                    ts = safe_iso(second + fraction)
+                    if ts is not None:
+                        second_key, second_epoch = second, ts - float(fraction)
+                if ts is not None:  # else feed reads the line (and finds no time either)
+                    msg = line[m.end() :]
+                    if key is None:
+                        key = f"pid{pid}.{seq.get(pid, 0)}"
+                    last_ts = ts
+                    if not prefixed_seen:
+                        self._prefixed = prefixed_seen = True
+                    if held:
+                        # feed's held-record step for a prefixed line (held_key is key)
+                        if not unmarked:
+                            if True in map(single_call_of, held.values()):
+                                out.extend(self._release_finished_calls(key))
+                            else:
+                                unmarked = True
+                        h = held.get(key)
+                        if h is not None:
+                            event = h.event
+                            if type(event) is Sql:
+                                body = msg.lstrip()
+                                if body[:1] == "↳":
+                                    event.source_location = body[1:].strip()
+                                    event.raw = f"{event.raw}\n{line}"
+                                    del held[key]
+                                    append(event)
+                                    continue
+                                del held[key]
+                                append(event)
+                            else:
+                                verdict = self._continues(h, msg, True, level, line, lineno)
+                                unmarked = False
+                                if verdict == ABSORBED:
+                                    continue
+                                released_one = self._release(key)
+                                if released_one is not None:
+                                    append(released_one)
+                                if verdict == COMPLETED_BY_LINE:
+                                    continue
+                        elif lineno % 64 == 0:
+                            stale = self._release_stale(lineno)
+                            if stale:
+                                out.extend(stale)
+                    # _message, the usual messages inline
+                    first = msg[:1]
+                    if first == "S" and msg.startswith("Started ") and key[0] != "p":
+                        method_path = started_of.get(msg)
+                        if method_path is None:  # not seen lately: the same request line repeats within its second
+                            sm = started_match(msg)
+                            method_path = sm.groups() if sm is not None else ()
+                            if len(started_of) >= MAX_REMEMBERED_MESSAGES:
+                                started_of.clear()
+                            started_of[msg] = method_path
+                        req = opened.get(key)
+                        if req is None:
+                            if method_path:
+                                opened[key] = _Open(*method_path, "", ts)
+                            else:
+                                opened[key] = _Open("", "", "", ts)
+                            if len(opened) > MAX_OPEN_REQUESTS:
+                                opened.popitem(last=False)
+                            continue
+                        if method_path:
+                            req.method, req.path = method_path
+                        req.ts = ts
+                        continue
+                    if first == "P" and msg.startswith("Processing by "):
+                        endpoint = endpoints.get(msg, "")
+                        if endpoint == "":  # not seen yet: a few distinct messages make most Processing lines
+                            pm = processing_match(msg)
+                            endpoint = pm.group(1) if pm is not None else None
+                            if len(endpoints) >= MAX_REMEMBERED_MESSAGES:
+                                endpoints.clear()
+                            endpoints[msg] = endpoint
+                        if endpoint is not None:
+                            req = opened.get(key)
+                            if req is None:
+                                req = opened[key] = _Open()
+                                if len(opened) > MAX_OPEN_REQUESTS:
+                                    opened.popitem(last=False)
+                            req.endpoint = endpoint
+                        continue
+                    if first == "C":
+                        cm = completed_match(msg)
+                        if cm is not None:
+                            status, duration, views, db, queries, cached, allocations = cm.groups()
+                            req = opened.pop(key, None)
+                            if req is None:
+                                req = _Open()
+                            # bounded_float/bounded_int, without the call where the digits cannot pass MAX_VALUE
+                            event = Request(
+                                ts=ts, source=source, line=lineno, raw=line, request_id=key, method=req.method, path=req.path,
+                                endpoint=req.endpoint, status=int(status), pid=pid,
+                                duration_ms=float(duration) if len(duration) < 16 else bounded_float(duration),
+                            )
+                            if db is not None:
+                                event.db_ms = float(db) if len(db) < 16 else bounded_float(db)
+                                if views is not None:
+                                    event.view_ms = float(views) if len(views) < 16 else bounded_float(views)
+                                if queries is not None:
+                                    event.queries = int(queries) if len(queries) < 16 else bounded_int(queries)
+                                    event.cached = int(cached) if len(cached) < 16 else bounded_int(cached)
+                                if allocations is not None:
+                                    event.allocations = int(allocations) if len(allocations) < 16 else bounded_int(allocations)
+                            done[key] = req.endpoint
+                            if len(done) > 1024:
+                                done.popitem(last=False)
+                            append(event)
+                            continue
+                    elif first == " ":
+                        body = msg.lstrip()
+                        first = body[:1]
+                        if first == "R" and body.startswith(("Rendered ", "Rendering ", "Redirected to ")):
+                            continue
+                        if first == "P" and body.startswith("Parameters: ") and "ms)  " not in msg:
+                            continue  # none of _message's shapes
+                        if first == "↳" or not body:
+                            pass  # a ↳ line no SQL line waits for, a blank FATAL line: _message
+                        elif "ms)  " in msg and not body.startswith(("Started ", "Processing by ", "Completed ")):
+                            # _sql and _hold. The part up to the first "ms)  " decides SQL's match when
+                            # the match ends there (no try of SQL's can end elsewhere without reading
+                            # past it), so such heads are remembered: a few hundred make most lines.
+                            head = msg[: msg.find("ms)  ") + 5]
+                            known = sql_heads.get(head)
+                            if known is None:
+                                qm = sql_match(msg)
+                                if qm is not None:
+                                    cached, _, name, duration, db_time = qm.groups()
+                                    known = (cached is not None, name.strip(), bounded_float(db_time or duration), qm.end())
+                                    if known[3] == len(head):
+                                        if len(sql_heads) >= MAX_SQL_HEADS:
+                                            sql_heads.clear()
+                                        sql_heads[head] = known
+                            if known is not None:
+                                is_cached, name, duration_ms, end = known
+                                text = msg[end:]
+                                binds = ""
+                                cut = text.rfind("  [")
+                                if cut > 0 and text.endswith("]"):
+                                    text, binds = text[:cut], text[cut + 2 :]
+                                held[key] = _HeldSql(
+                                    Sql(
+                                        ts=ts, source=source, line=lineno, raw=line, name=name, sql=text.strip(), binds=binds,
+                                        request_id=key if not key.startswith("pid") or key in opened else "", cached=is_cached,
+                                        duration_ms=duration_ms, pid=pid,
+                                    ),
+                                    lineno,
+                                )
+                                continue
+                    produced = self._message(msg, key, NO_TAGS if m.group(5) is None else [key], ts, pid, level, line, lineno, True)
+                    unmarked = False
+                    if produced is not None:
+                        append(produced)
+                    continue
+            elif not held and not line.strip():
+                continue  # a blank line with nothing held: feed makes nothing of it and changes nothing
+            elif held and line[:1] != "[" and not (line[1:2] == "," and line[3:4] == "["):
+                # no prefix, no tag: feed gives the line to the last held exception or Bullet
+                # warning (unless a record is held under no key at all)
+                error_key = self._last_error_key
+                h = None if "" in held else held.get(error_key)
+                if h is not None:
+                    if type(h.event) is Bullet and len(h.lines) < MAX_RECORD_LINES:
+                        h.lines.append(line)
+                        h.last_lineno = lineno
+                        continue
+                    verdict = self._continues(h, line, False, "", line, lineno)
+                    unmarked = False
+                    if verdict == ABSORBED:
+                        continue
+                    released_one = self._release(error_key)
+                    if released_one is not None:
+                        append(released_one)
+                    if verdict == COMPLETED_BY_LINE:
+                        continue
+                    self.last_ts = last_ts
+                    produced = self._message(line, "", NO_TAGS, last_ts, "", "", line, lineno, False)
+                    unmarked = False
+                    last_ts = self.last_ts
+                    if produced is not None:
+                        append(produced)
+                    continue
+            elif line[:1] == "[" and not (line[1:2] == "," and line[3:4] == "["):
+                tm = one_tag(line)
+                if tm is not None:
+                    # one request tag, no prefix (a multi-line exception report, Rails 8 STDOUT):
+                    # feed's steps for a tagged line without a time of its own
+                    key = tm.group(1)
+                    msg = line[tm.end() :]
+                    req = opened.get(key)
+                    ts = req.ts if req is not None and req.ts is not None else last_ts
+                    if held:
+                        if not unmarked:
+                            if True in map(single_call_of, held.values()):
+                                out.extend(self._release_finished_calls(key))
+                            else:
+                                unmarked = True
+                        h = held.get(key)
+                        if h is not None:
+                            verdict = self._continues(h, msg, False, "", line, lineno)
+                            unmarked = False
+                            if verdict == ABSORBED:
+                                continue
+                            released_one = self._release(key)
+                            if released_one is not None:
+                                append(released_one)
+                            if verdict == COMPLETED_BY_LINE:
+                                continue
+                        elif lineno % 64 == 0:
+                            stale = self._release_stale(lineno)
+                            if stale:
+                                out.extend(stale)
+                    self.last_ts = last_ts
+                    produced = self._message(msg, key, [key], ts, "", "", line, lineno, False)
+                    unmarked = False
+                    last_ts = self.last_ts
+                    if produced is not None:
+                        append(produced)
+                    continue
+            # not the usual shape: feed, with the state it reads and writes handed over
+            self.last_ts, self._second_key, self._second_epoch = last_ts, second_key, second_epoch
+            events = feed(raw, lineno)
+            unmarked = False
+            if events:
+                out.extend(events)
+            last_ts, second_key, second_epoch = self.last_ts, self._second_key, self._second_epoch
+            prefixed_seen = self._prefixed
+        self.last_ts, self._second_key, self._second_epoch = last_ts, second_key, second_epoch
+        return out
 
     # ----- helpers --------------------------------------------------------------------
     def _split_prefix(self, line: str) -> Optional[Tuple[Optional[float], str, str, str]]:
@@ -335,21 +633,26 @@ class RailsParser(Parser):
             endpoint=req.endpoint, status=bounded_int(status), duration_ms=bounded_float(duration), pid=pid,
         )
         if adds:
-            for a in ADDITION.finditer(adds):
-                label, value = a.group(1), a.group(2)
-                if label == "ActiveRecord":
-                    event.db_ms = bounded_float(value)
-                    if a.group(3) is not None:
-                        event.queries, event.cached = bounded_int(a.group(3)), bounded_int(a.group(4))
-                elif label == "Views":
-                    event.view_ms = bounded_float(value)
-                elif label == "Allocations":
-                    event.allocations = bounded_int(value)
+            self._read_additions(event, adds)
         if key:
             self._done[key] = req.endpoint
             if len(self._done) > 1024:
                 self._done.popitem(last=False)
         return event
+
+    @staticmethod
+    def _read_additions(event: Request, adds: str) -> None:
+        """``Views: 40.4ms | ActiveRecord: 15.3ms (12 queries, 3 cached) | …`` into the request."""
+        for a in ADDITION.finditer(adds):
+            label, value = a.group(1), a.group(2)
+            if label == "ActiveRecord":
+                event.db_ms = bounded_float(value)
+                if a.group(3) is not None:
+                    event.queries, event.cached = bounded_int(a.group(3)), bounded_int(a.group(4))
+            elif label == "Views":
+                event.view_ms = bounded_float(value)
+            elif label == "Allocations":
+                event.allocations = bounded_int(value)
 
     def _endpoint(self, key: str) -> str:
         req = self._open.get(key)

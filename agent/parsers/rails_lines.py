@@ -12,12 +12,34 @@ PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
 #: the Logger prefix as Ruby's default formatter writes it: (second, ".fraction", pid, level).
 #: Only a shape the string slicing in RailsParser._split_prefix reads the same way.
 PLAIN_PREFIX = re.compile(r"[DIWEFAU], \[([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9}) #([0-9]+)\] +([A-Z]+) -- : ")
+#: the usual line's head, in one match: PLAIN_PREFIX's four groups, then (group 5) the
+#: request id when it is the line's only tag, read by feed's own rule (36 characters, "-"
+#: 9th), else None and no tag at all (a message starting "[" does not match). The message
+#: is the rest, from ``end()``. RailsParser.feed_lines reads such lines without ``feed``.
+COMMON_LINE = re.compile(PLAIN_PREFIX.pattern + r"(?:\[(.{8}-.{27})\] (?!\[)|(?!\[))", re.S)
+#: a line starting with one request tag and no other, by the same rule (no prefix before it)
+ONE_TAG = re.compile(r"\[(.{8}-.{27})\] (?!\[)", re.S)
+#: Processing's endpoint as one group: PROCESSING's "\1#\2" ([\w:]+ holds no "#")
+PROCESSING_ENDPOINT = re.compile(r"Processing by ([\w:]+#\w+) as \S")
+#: the usual Completed line, whole: (status, duration, views, db, queries, cached, allocations).
+#: Where it matches, COMPLETED gives the same status and duration (the status text has no
+#: digit, so " in <digits>ms" is found right after it) and ADDITION.finditer over the part in
+#: brackets finds exactly these values (GC is read by nobody).
+USUAL_COMPLETED = re.compile(  # possessive digits: what follows them is never a digit, giving back cannot help
+    r"Completed (\d{3}) [A-Za-z ]* in (\d++(?:\.\d++)?+)ms(?: \((?:Views: (\d++(?:\.\d++)?+)ms \| )?ActiveRecord: (\d++(?:\.\d++)?+)ms"
+    r"(?: \((\d++) quer(?:y|ies), (\d++) cached\))?(?: \| GC: \d++(?:\.\d++)?+ms)?(?: \| Allocations: (\d++))?\))?"
+)
 STARTED = re.compile(r'Started ([A-Z]+) "([^"]*)" for \S+ at (.+)')
+#: STARTED where the time is not read (the Logger prefix gave it): matches where STARTED does
+STARTED_HEAD = re.compile(r'Started ([A-Z]+) "([^"]*)" for \S+ at .')
 PROCESSING = re.compile(r"Processing by ([\w:]+)#(\w+) as (\S+)")
 COMPLETED = re.compile(r"Completed (\d{3}) (.*?) in (\d+(?:\.\d+)?)ms(?: \((.*)\))?")
 COMPLETED_RAILS30 = re.compile(r"Completed in (\d+(?:\.\d+)?)ms(?: \((.*)\))? with (\d{3})")
 ADDITION = re.compile(r"(Views|ActiveRecord|Allocations|GC|Duration): (\d+(?:\.\d+)?)(?:ms)?(?: \((\d+) quer(?:y|ies), (\d+) cached\))?")
 SQL = re.compile(r" +(CACHE )?(ASYNC )?(.*?) ?\((\d+(?:\.\d+)?)ms\)(?: \(db time (\d+(?:\.\d+)?)ms\))?  (.*)")
+#: SQL without its last group: the statement is the rest of the line, sliced from ``end()``
+#: (lines hold no newline, so SQL's "(.*)" takes all of it; the match is the same)
+SQL_HEAD = re.compile(SQL.pattern[: -len("(.*)")])
 EXCEPTION = re.compile(r"((?:[A-Z]\w*::)*[A-Z]\w*) \((.*)")
 ACTIVEJOB_ERROR = re.compile(
     r"Error performing ([\w:]+) \(Job ID: ([\w-]+)\) from \w+\(([\w-]*)\) in [\d.]+ms: ((?:[A-Z]\w*::)*[A-Z]\w*) \((.*)"

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from agent.events import Error, Event, Job, Process
 from agent.parsers.base import NOTHING, strip_ansi
-from agent.parsers.numbers import MAX_CHARS, MAX_VALUE, bounded_float
+from agent.parsers.numbers import bounded_float
 from agent.parsers.sidekiq_errors import HeldRecord, SidekiqErrorGrouping
 from agent.parsers.sidekiq_lines import (
     ADDING_DEAD, AJ_ERROR, BOOT, BOOT_NOISE, CRASH, DONE_LEGACY, JOB_LINE, JOB_LINE_SECONDS, MINUTE, QUIET, REDIS_LINES, SILENT, SNIFF, WRAPPERS,
@@ -183,7 +183,6 @@ class SidekiqParser(SidekiqErrorGrouping):
         records = self._records
         booting = self._booting
         source = self.source
-        limit = MAX_VALUE
         minute: Optional[str] = None  # the stamps' "2024-05-01T12:00:" read last, and its epoch (None:
         base: Optional[float] = None  # a date parse_iso rejects, such lines go to feed)
         open_rec = self._open  # while a record is open, its next lines are feed's
@@ -203,19 +202,8 @@ class SidekiqParser(SidekiqErrorGrouping):
                             pid, tid, job_class, jid = pid4, tid4, class4, jid4
                         if seconds4 is not None:  # "done: 0.123 sec" (4.x/5.x), whatever elapsed= said
                             elapsed_text = seconds4
-                        if (
-                            tid.isalnum() and "\n" not in line and "\x1b" not in line
-                            and (not records or ((pid, tid) not in records and lineno % 64))
-                        ):
-                            elapsed = None  # bounded_float, inline
-                            if elapsed_text is not None and len(elapsed_text) <= MAX_CHARS:
-                                try:
-                                    elapsed = float(elapsed_text)
-                                except ValueError:
-                                    pass
-                                else:
-                                    if not -limit <= elapsed <= limit:
-                                        elapsed = None
+                        if "\n" not in line and "\x1b" not in line and (not records or ((pid, tid) not in records and lineno % 64)):
+                            elapsed = None if elapsed_text is None else float(elapsed_text)  # = bounded_float: at most 15 digits
                             last_ts = ts = base + float(seconds)
                             last_pid = pid
                             if booting:

@@ -98,6 +98,8 @@ def test_lines_the_hot_loop_leaves_to_feed() -> None:
         good7.replace("2024-05-01", "2024-13-01"), good7.replace("2024-05-01", "2024-02-30"), good7.replace("2024", "1999"),
         good7.replace(".008Z", "Z"), good7.replace(".008Z", ".0081234Z"), good7.replace("00:00:00", "00:00:0٣"),
         good7.replace("0.045", "1e999"), good7.replace("0.045", "nan"), good7.replace("0.045", "9" * 41), good7.replace("0.045", "0_5"),
+        good7.replace("0.045", "007"), good7.replace("0.045", "999999999999999.99999999999999999999"), good7.replace("0.045", "1e5"),
+        good7.replace("0.045", "1234567890123456"), good7.replace("0.045", "٣"), good4.replace("0.023", "1000000000000000"),
         good7.replace("17469", "١٧"), good4.replace("0.023", "-0"), good7.replace(" INFO:", " WARN:"), good7 + " ",
         good7.replace("INFO: done", "INFO: done: 0.5 sec"), good7.replace(" elapsed=0.045 INFO: done", " INFO: done: 0.5 sec"),
         good7.replace("pid=", "pid= "), good4.replace("done: 0.023 sec", "done:  sec"), good7.replace("class=LoadJob ", "class= "),

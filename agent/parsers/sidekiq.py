@@ -35,7 +35,7 @@ from agent.parsers.base import NOTHING, strip_ansi
 from agent.parsers.numbers import bounded_float
 from agent.parsers.sidekiq_errors import HeldRecord, SidekiqErrorGrouping
 from agent.parsers.sidekiq_lines import (
-    ADDING_DEAD, AJ_ERROR, BOOT, BOOT_NOISE, CRASH, DONE_LEGACY, JOB_LINE, QUIET, REDIS_LINES, SILENT, SNIFF, WRAPPERS,
+    ADDING_DEAD, AJ_ERROR, BOOT, BOOT_NOISE, CRASH, DONE_LEGACY, JOB_LINE, JOB_LINE_SECONDS, MINUTE, QUIET, REDIS_LINES, SILENT, SNIFF, WRAPPERS,
     StampClock, context_fields, is_frame, job_class_of, job_context, job_fields, pretty_parts, split_line, split_pretty, split_sk8,
 )
 
@@ -167,6 +167,58 @@ class SidekiqParser(SidekiqErrorGrouping):
             stale = self._release_stale(lineno)
             if stale:
                 out = out + stale
+        return out
+
+    def feed_lines(self, lines: Sequence[str], first_lineno: int) -> List[Event]:
+        """``feed`` on each line, with feed's hot path (a start/done line as JOB_LINE matches it, of a thread
+        with nothing held, while no record is open) in this loop: the state in locals, the stamp read from
+        its minute (checked and converted once per minute, ``StampClock.read_stamp``'s arithmetic) and its
+        seconds. Every other line goes to ``feed``, with the state written back first."""
+        out: List[Event] = []
+        append = out.append
+        feed = self.feed
+        match = JOB_LINE_SECONDS.match
+        minute_shape = MINUTE.match
+        minute_epoch = self._clock.minute_epoch
+        records = self._records
+        booting = self._booting
+        source = self.source
+        minute: Optional[str] = None  # the stamps' "2024-05-01T12:00:" read last, and its epoch (None:
+        base: Optional[float] = None  # a date parse_iso rejects, such lines go to feed)
+        open_rec = self._open  # while a record is open, its next lines are feed's
+        last_ts = last_pid = None  # what the lines done here leave in self.last_ts, self._last_pid
+        lineno = first_lineno - 1
+        for line in lines:
+            lineno += 1
+            head = line[:17]
+            if open_rec is None:
+                if head != minute and minute_shape(head) is not None:
+                    minute, base = head, minute_epoch(head)
+                if head == minute and base is not None:
+                    m = match(line, 17)
+                    if m is not None:
+                        seconds, pid, tid, job_class, jid, elapsed_text, pid4, tid4, class4, jid4, msg, seconds4 = m.groups()
+                        if pid is None:
+                            pid, tid, job_class, jid = pid4, tid4, class4, jid4
+                        if seconds4 is not None:  # "done: 0.123 sec" (4.x/5.x), whatever elapsed= said
+                            elapsed_text = seconds4
+                        if "\n" not in line and "\x1b" not in line and (not records or ((pid, tid) not in records and lineno % 64)):
+                            elapsed = None if elapsed_text is None else float(elapsed_text)  # = bounded_float: at most 15 digits
+                            last_ts = ts = base + float(seconds)
+                            last_pid = pid
+                            if booting:
+                                booting.pop(pid, None)
+                            append(new_job(ts, source, lineno, line, "start" if msg == "start" else "done", job_class, jid, "", tid, pid, elapsed))
+                            continue
+            if last_pid is not None:
+                self.last_ts, self._last_pid, self._text_open = last_ts, last_pid, False
+                last_pid = None
+            events = feed(line, lineno)
+            if events:
+                out.extend(events)
+            open_rec = self._open
+        if last_pid is not None:
+            self.last_ts, self._last_pid, self._text_open = last_ts, last_pid, False
         return out
 
     def finish(self) -> List[Event]:

@@ -14,6 +14,8 @@ import logging
 import os
 import time
 from collections import deque
+from itertools import accumulate
+from operator import add
 from typing import Deque, List, Optional, Tuple
 
 from agent.events import Event
@@ -167,12 +169,12 @@ class TailedFile:
             self.offset += nl + 1
             chunk = chunk[nl + 1 :]
         data = self.pending + chunk if self.pending else chunk
-        parts = data.split(b"\n")
-        rest = parts.pop()
-        for part in parts:
-            start = self.offset
-            self.offset += len(part) + 1
-            self._line(part, start)
+        last = data.rfind(b"\n")
+        if last < 0:
+            rest = data
+        else:
+            rest = data[last + 1 :]
+            self._lines(data[:last])
         if len(rest) > self.max_line:  # no newline in sight: cut here, skip to the newline
             start = self.offset
             self.offset += len(rest)
@@ -180,6 +182,55 @@ class TailedFile:
             self._line(rest, start)
             rest = b""
         self.pending = rest
+
+    def _lines(self, body: bytes) -> None:
+        """The complete lines ``body`` holds (each was followed by a newline), decoded and parsed as
+        one chunk: one decode and split, the ring and counters once, the parser's ``feed_lines``
+        (as scan's reader does). Text, numbers and offsets are the same as ``_line`` per line would
+        make them (a newline byte is never part of a UTF-8 sequence, so one decode replaces invalid
+        bytes as per-line decodes do); a chunk with a line to cut or a line re-read quietly after a
+        restart goes line by line."""
+        raws = body.split(b"\n")
+        n = len(raws)
+        first = self.lineno + 1
+        start = self.offset
+        if first <= self.quiet_until or (len(body) > self.max_line and max(map(len, raws)) > self.max_line):
+            for raw in raws:  # rare: re-reading before the last checkpoint, or a line to cut
+                line_start = self.offset
+                self.offset += len(raw) + 1
+                self._line(raw, line_start)
+            return
+        end = start + len(body) + 1
+        self.offset = end
+        self.lineno += n
+        self.lines += n
+        # (lineno, start offset) of the last REPLAY_LINES lines, computed in C: a line starts after
+        # the lengths and newlines of the lines before it
+        kept = raws[-REPLAY_LINES:] if n > REPLAY_LINES else raws
+        k = len(kept)
+        base = end - sum(map(len, kept)) - k
+        self.ring.extend(zip(range(first + n - k, first + n), map(add, accumulate(map(len, kept), initial=0), range(base, base + k))))
+        parser = self.parser
+        if parser is None:
+            self.unknown_lines += n
+            return
+        text = body.decode("utf-8", "replace")
+        lines = text.split("\n")
+        if "\r" in text:
+            lines = [l[:-1] if l[-1:] == "\r" else l for l in lines]
+        self._fed_since_release += n
+        envelope = self.envelope
+        if envelope is None:
+            events = parser.feed_lines(lines, first)
+        else:
+            events = []
+            split, year, feed = envelope.split, self.year, parser.feed
+            for lineno, line in enumerate(lines, first):
+                inner, hint = split(line, year)
+                more = feed(inner, lineno, hint)
+                if more:
+                    events.extend(more)
+        self._deliver(events)
 
     def _line(self, raw: bytes, start: int) -> None:
         self.lineno += 1

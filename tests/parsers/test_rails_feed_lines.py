@@ -10,6 +10,7 @@ in what the two make of a line, or in the state they leave behind, shows here.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -318,7 +319,9 @@ LINE = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# RAILWATCH_FUZZ_EXAMPLES raises it for a long run, as in tests/fuzz/
+@settings(max_examples=int(os.environ.get("RAILWATCH_FUZZ_EXAMPLES") or 300), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(st.lists(LINE, max_size=120), st.sampled_from([RailsParser, LogrageParser]))
 def test_feed_lines_equals_feed_on_random_mixes(lines: List[str], parser_type: Type[RailsParser]) -> None:
     assert_same(parser_type, lines)

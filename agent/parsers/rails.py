@@ -272,14 +272,8 @@ class RailsParser(Parser):
                                 del held[key]
                                 append(event)
                             else:
-                                verdict = self._continues(h, msg, True, level, line, lineno)
                                 unmarked = False
-                                if verdict == ABSORBED:
-                                    continue
-                                released_one = self._release(key)
-                                if released_one is not None:
-                                    append(released_one)
-                                if verdict == COMPLETED_BY_LINE:
+                                if self._meet_held(h, key, msg, True, level, line, lineno, out):
                                     continue
                         elif lineno % 64 == 0:
                             stale = self._release_stale(lineno)
@@ -441,14 +435,8 @@ class RailsParser(Parser):
                                 unmarked = True
                         h = held.get(key)
                         if h is not None:
-                            verdict = self._continues(h, msg, False, "", line, lineno)
                             unmarked = False
-                            if verdict == ABSORBED:
-                                continue
-                            released_one = self._release(key)
-                            if released_one is not None:
-                                append(released_one)
-                            if verdict == COMPLETED_BY_LINE:
+                            if self._meet_held(h, key, msg, False, "", line, lineno, out):
                                 continue
                         elif lineno % 64 == 0:
                             stale = self._release_stale(lineno)
@@ -473,6 +461,17 @@ class RailsParser(Parser):
         return out
 
     # ----- helpers --------------------------------------------------------------------
+    def _meet_held(self, held: _Held, key: str, msg: str, prefixed: bool, level: str, line: str, lineno: int, out: List[Event]) -> bool:
+        """feed's step for a line of ``key`` while a record is held for it (feed_lines' rare path):
+        True when the line is used up (absorbed into the record, or it completed it)."""
+        verdict = self._continues(held, msg, prefixed, level, line, lineno)
+        if verdict == ABSORBED:
+            return True
+        released = self._release(key)
+        if released is not None:
+            out.append(released)
+        return verdict == COMPLETED_BY_LINE
+
     def _split_prefix(self, line: str) -> Optional[Tuple[Optional[float], str, str, str]]:
         """``I, [2024-05-01T12:00:00.123456 #4321]  INFO -- : msg`` -> (ts, pid, level, msg).
 

@@ -47,7 +47,7 @@ class Waker:
 
             observer = Observer()
             for d in dirs:
-                observer.schedule(Handler(), d, recursive=False)
+                _schedule(observer, Handler(), d)
             observer.daemon = True
             observer.start()
             self._observer = observer
@@ -69,3 +69,20 @@ class Waker:
                 observer.join(timeout=2.0)
             except Exception:  # noqa: BLE001 - stopping a broken observer must not stop shutdown
                 pass
+
+
+def _schedule(observer, handler, directory: str) -> None:  # type: ignore[no-untyped-def]
+    """Watch ``directory`` for files appearing, moving and going, not for writes.
+
+    A Rails app writes its log a line at a time (Ruby's Logger syncs each line): waking on
+    every write cost three watchdog threads' work per line, more than reading the lines.
+    Growth is found by the tailer's poll every ``tail.poll_interval_s`` (0.25 s) instead;
+    rotation still wakes the tailer at once. watchdog before 4.0 has no event filter: it
+    reports everything, which is only slower."""
+    from watchdog.events import DirCreatedEvent, DirDeletedEvent, DirMovedEvent, FileCreatedEvent, FileDeletedEvent, FileMovedEvent
+
+    wanted = [FileCreatedEvent, FileMovedEvent, FileDeletedEvent, DirCreatedEvent, DirMovedEvent, DirDeletedEvent]
+    try:
+        observer.schedule(handler, directory, recursive=False, event_filter=wanted)
+    except TypeError:  # watchdog < 4.0
+        observer.schedule(handler, directory, recursive=False)

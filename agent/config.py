@@ -78,7 +78,7 @@ class SourceConfig:
 class TailConfig:
     start: str = setting("end", choices=STARTS)  # where a file seen for the first time starts (a checkpoint wins)
     poll_interval_s: float = setting(0.25, above=0.0)  # files are checked this often even without inotify events
-    watch: bool = setting(True)  # wake on inotify events (watchdog); off = polling only
+    watch: bool = setting(True)  # wake on files appearing/moving/going (watchdog, inotify); off = polling only
 
 
 @dataclass(frozen=True)

@@ -342,6 +342,28 @@ def test_inotify_events_wake_the_waiting_loop(tmp_path):
         waker.stop()
 
 
+def test_inotify_wakes_for_rotation_not_for_every_write(tmp_path):
+    # a line-at-a-time writer (Ruby's Logger) must not wake the loop per line: growth is found
+    # by the poll; a rename (rotation) still wakes it at once
+    log = tmp_path / "production.log"
+    write(log, [1])
+    waker = Waker()
+    waker.watch([str(tmp_path)])
+    try:
+        if not waker.available:
+            return  # no inotify here: polling covers both
+        time.sleep(0.3)  # the observer settles; the creation above came before the watch
+        waker.event.clear()
+        for n in range(20):
+            write(log, [n])
+            time.sleep(0.02)
+        assert not waker.event.wait(0.5), "a write woke the loop"
+        log.rename(tmp_path / "production.log.1")
+        assert waker.event.wait(10) and waker.created
+    finally:
+        waker.stop()
+
+
 def test_a_held_backtrace_is_delivered_once_the_log_goes_quiet_and_not_again_after_a_restart(tmp_path):
     lines = RAILS52.read_text().splitlines(keepends=True)
     fatal = next(i for i, l in enumerate(lines) if "ActionController::UnfilteredParameters" in l)

@@ -25,9 +25,9 @@ PROCESSING_ENDPOINT = re.compile(r"Processing by ([\w:]+#\w+) as \S")
 #: Where it matches, COMPLETED gives the same status and duration (the status text has no
 #: digit, so " in <digits>ms" is found right after it) and ADDITION.finditer over the part in
 #: brackets finds exactly these values (GC is read by nobody).
-USUAL_COMPLETED = re.compile(  # possessive digits: what follows them is never a digit, giving back cannot help
-    r"Completed (\d{3}) [A-Za-z ]* in (\d++(?:\.\d++)?+)ms(?: \((?:Views: (\d++(?:\.\d++)?+)ms \| )?ActiveRecord: (\d++(?:\.\d++)?+)ms"
-    r"(?: \((\d++) quer(?:y|ies), (\d++) cached\))?(?: \| GC: \d++(?:\.\d++)?+ms)?(?: \| Allocations: (\d++))?\))?"
+USUAL_COMPLETED = re.compile(  # no possessive quantifiers (Python 3.11+ only): what follows a digit run is never a digit, so backtracking finds nothing new
+    r"Completed (\d{3}) [A-Za-z ]* in (\d+(?:\.\d+)?)ms(?: \((?:Views: (\d+(?:\.\d+)?)ms \| )?ActiveRecord: (\d+(?:\.\d+)?)ms"
+    r"(?: \((\d+) quer(?:y|ies), (\d+) cached\))?(?: \| GC: \d+(?:\.\d+)?ms)?(?: \| Allocations: (\d+))?\))?"
 )
 STARTED = re.compile(r'Started ([A-Z]+) "([^"]*)" for \S+ at (.+)')
 #: STARTED where the time is not read (the Logger prefix gave it): matches where STARTED does

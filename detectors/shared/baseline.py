@@ -41,7 +41,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import OrderedDict, deque
-from typing import Deque, Hashable, Iterator, List, Optional, Tuple
+from typing import Any, Deque, Hashable, Iterator, List, Optional, Tuple
 
 
 def quantile(sorted_values: List[float], q: float) -> Optional[float]:
@@ -158,7 +158,35 @@ class _Series:
         return ordered
 
 
-class RollingBaseline:
+class _PerKey:
+    """What both per-key baselines answer the same way: ``_table`` maps a key (LRU order) to its
+    samples; ``quantile`` is each one's own."""
+
+    _table: "OrderedDict[Hashable, Any]"
+
+    def quantile(self, key: Hashable, q: float) -> Optional[float]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._table
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def keys(self) -> Iterator[Hashable]:
+        return iter(self._table)
+
+    def forget(self, key: Hashable) -> None:
+        self._table.pop(key, None)
+
+    def median(self, key: Hashable) -> Optional[float]:
+        return self.quantile(key, 0.5)
+
+    def p95(self, key: Hashable) -> Optional[float]:
+        return self.quantile(key, 0.95)
+
+
+class RollingBaseline(_PerKey):
     """Per-key rolling statistics over the last N samples (and/or a time window).
 
     ``max_keys``     keys kept; the least recently *updated* key is evicted first
@@ -187,85 +215,67 @@ class RollingBaseline:
         self.window_s = window_s
         self.half_life_s = half_life_s
         self.lazy_sort = lazy_sort
-        self._series: "OrderedDict[Hashable, _Series]" = OrderedDict()
+        self._table: "OrderedDict[Hashable, _Series]" = OrderedDict()
         self.evicted = 0  # keys dropped by the LRU, for self-metrics
 
     def update(self, key: Hashable, value: float, ts: float) -> Optional[Hashable]:
         """Add one sample; returns the key the LRU evicted to make room, if any."""
         evicted: Optional[Hashable] = None
-        series = self._series.get(key)
+        series = self._table.get(key)
         if series is None:
-            series = self._series[key] = _Series(self.max_samples, self.lazy_sort)
-            if len(self._series) > self.max_keys:
-                evicted = self._series.popitem(last=False)[0]
+            series = self._table[key] = _Series(self.max_samples, self.lazy_sort)
+            if len(self._table) > self.max_keys:
+                evicted = self._table.popitem(last=False)[0]
                 self.evicted += 1
         else:
-            self._series.move_to_end(key)
+            self._table.move_to_end(key)
         series.add(float(value), float(ts), self.window_s, self.half_life_s)
         return evicted
 
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._series
-
-    def __len__(self) -> int:
-        return len(self._series)
-
-    def keys(self) -> Iterator[Hashable]:
-        return iter(self._series)
-
-    def forget(self, key: Hashable) -> None:
-        self._series.pop(key, None)
-
     def count(self, key: Hashable) -> int:
         """Samples currently held for ``key`` (0 for an unknown key)."""
-        series = self._series.get(key)
+        series = self._table.get(key)
         return len(series.samples) if series else 0
 
     def total(self, key: Hashable) -> int:
         """Updates ever made to ``key`` since it was (last) created."""
-        series = self._series.get(key)
+        series = self._table.get(key)
         return series.total if series else 0
 
     def first_seen(self, key: Hashable) -> Optional[float]:
-        series = self._series.get(key)
+        series = self._table.get(key)
         return series.first_ts if series else None
 
     def last_seen(self, key: Hashable) -> Optional[float]:
-        series = self._series.get(key)
+        series = self._table.get(key)
         return series.last_ts if series else None
 
     def samples(self, key: Hashable) -> List[Tuple[float, float]]:
         """The (ts, value) pairs held for ``key``, oldest first (a copy)."""
-        series = self._series.get(key)
+        series = self._table.get(key)
         return list(series.samples) if series else []
 
     def mean(self, key: Hashable) -> Optional[float]:
-        series = self._series.get(key)
+        series = self._table.get(key)
         if not series or not series.samples:
             return None
         return series._sum / len(series.samples)
 
     def quantile(self, key: Hashable, q: float) -> Optional[float]:
-        series = self._series.get(key)
+        series = self._table.get(key)
         return quantile(series.sorted_values(), q) if series else None
 
-    def median(self, key: Hashable) -> Optional[float]:
-        return self.quantile(key, 0.5)
-
-    def p95(self, key: Hashable) -> Optional[float]:
-        return self.quantile(key, 0.95)
-
     def max(self, key: Hashable) -> Optional[float]:
-        series = self._series.get(key)
+        series = self._table.get(key)
         values = series.sorted_values() if series else []
         return values[-1] if values else None
 
     def ewma(self, key: Hashable) -> Optional[float]:
-        series = self._series.get(key)
+        series = self._table.get(key)
         return series.ewma if series else None
 
 
-class LastValues:
+class LastValues(_PerKey):
     """Per key, the last ``max_samples`` values; quantiles sort them when read (see the module doc).
 
     Answers exactly what ``RollingBaseline(max_keys, max_samples, lazy_sort=True)`` answers for
@@ -278,26 +288,26 @@ class LastValues:
         self.max_keys = max_keys
         self.max_samples = max_samples
         # key -> [values oldest first, their sorted copy or None when stale]
-        self._keys: "OrderedDict[Hashable, list]" = OrderedDict()  # type: ignore[type-arg]
+        self._table: "OrderedDict[Hashable, list]" = OrderedDict()  # type: ignore[type-arg]
         self.evicted = 0
 
     def update(self, key: Hashable, value: float, ts: Optional[float] = None) -> Optional[Hashable]:  # noqa: ARG002 - ts: RollingBaseline's signature
         """Add one value; returns the key the LRU evicted to make room, if any."""
-        entry = self._keys.get(key)
+        entry = self._table.get(key)
         if entry is not None:  # hot path: a known key
-            self._keys.move_to_end(key)
+            self._table.move_to_end(key)
             entry[0].append(float(value))
             entry[1] = None
             return None
         evicted: Optional[Hashable] = None
-        self._keys[key] = [deque((float(value),), maxlen=self.max_samples), None]
-        if len(self._keys) > self.max_keys:
-            evicted = self._keys.popitem(last=False)[0]
+        self._table[key] = [deque((float(value),), maxlen=self.max_samples), None]
+        if len(self._table) > self.max_keys:
+            evicted = self._table.popitem(last=False)[0]
             self.evicted += 1
         return evicted
 
     def _sorted(self, key: Hashable) -> List[float]:
-        entry = self._keys.get(key)
+        entry = self._table.get(key)
         if entry is None:
             return []
         ordered = entry[1]
@@ -305,30 +315,12 @@ class LastValues:
             ordered = entry[1] = sorted(entry[0])
         return ordered  # type: ignore[no-any-return]
 
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._keys
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def keys(self) -> Iterator[Hashable]:
-        return iter(self._keys)
-
-    def forget(self, key: Hashable) -> None:
-        self._keys.pop(key, None)
-
     def count(self, key: Hashable) -> int:
-        entry = self._keys.get(key)
+        entry = self._table.get(key)
         return len(entry[0]) if entry is not None else 0
 
     def quantile(self, key: Hashable, q: float) -> Optional[float]:
-        return quantile(self._sorted(key), q) if key in self._keys else None
-
-    def median(self, key: Hashable) -> Optional[float]:
-        return self.quantile(key, 0.5)
-
-    def p95(self, key: Hashable) -> Optional[float]:
-        return self.quantile(key, 0.95)
+        return quantile(self._sorted(key), q) if key in self._table else None
 
     def max(self, key: Hashable) -> Optional[float]:
         values = self._sorted(key)
@@ -358,7 +350,7 @@ class RecentVsBaseline:
         evicted = recent.update(key, value, ts)
         if evicted is not None:
             self.baseline.forget(evicted)  # a key evicted from one side must not linger on the other
-        series = recent._series[key]
+        series = recent._table[key]
         if len(series.samples) > self.recent_size:
             old_ts, old_value = series.drop_oldest()
             self.baseline.update(key, old_value, old_ts)
@@ -369,13 +361,13 @@ class RecentVsBaseline:
         The same numbers as the four separate calls, in one step: a detector that compares
         the windows after every sample (once per request) calls this.
         """
-        by_key = self.recent._series
+        by_key = self.recent._table
         recent = by_key.get(key)
-        base = self.baseline._series.get(key) if recent is not None else None
+        base = self.baseline._table.get(key) if recent is not None else None
         if base is None:  # a new key, or one still filling its windows: the generic steps
             self.update(key, value, ts)
             recent = by_key[key]
-            base = self.baseline._series.get(key)
+            base = self.baseline._table.get(key)
             if base is None:
                 return len(recent.samples), 0, _median(recent.sorted_values()), None
         else:  # hot path: both windows exist; update()'s steps with their calls inlined
@@ -387,7 +379,7 @@ class RecentVsBaseline:
                 recent._sum -= old_value
                 ordered = recent._sorted
                 del ordered[bisect.bisect_left(ordered, old_value)]  # type: ignore[arg-type]
-                self.baseline._series.move_to_end(key)
+                self.baseline._table.move_to_end(key)
                 base.add_plain(old_value, old_ts)
         # _median of both sorted windows, inlined (neither is empty here)
         ordered, n = recent._sorted, len(recent.samples)

@@ -21,7 +21,7 @@ MAX_CHARS = 40
 
 def bounded_float(value: object, limit: float = MAX_VALUE) -> Optional[float]:
     """``value`` (text or a JSON number) as a finite float with ``abs() <= limit``, else None."""
-    if type(value) is str:  # the usual case, first: a number matched in a log line
+    if isinstance(value, str):  # the usual case, first: a number matched in a log line
         if not value or len(value) > MAX_CHARS:
             return None
         try:
@@ -32,14 +32,7 @@ def bounded_float(value: object, limit: float = MAX_VALUE) -> Optional[float]:
         return number if -limit <= number <= limit else None
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, str):
-        if not value or len(value) > MAX_CHARS:
-            return None
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    elif isinstance(value, int):
+    if isinstance(value, int):
         if not -limit <= value <= limit:
             return None
         number = float(value)

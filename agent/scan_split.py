@@ -2,9 +2,9 @@
 
 The file is cut into ranges at line starts. This process parses the first range itself,
 feeding the detectors as it goes; worker processes parse the later ranges at the same
-time and spill their events (encoded lists, see ``encode``) to temporary files, which this process then
-feeds, in order, to the same pipeline. So the detectors see one timeline, as with
-``--jobs 1``: cross-log correlation is not lost as it is when ``--jobs`` splits files.
+time and spill their events to temporary files (``agent.event_spill``), which this process
+then feeds, in order, to the same pipeline. So the detectors see one timeline, as with
+``--jobs 1``.
 
 Making the events the same as one parser reading the whole file:
 
@@ -28,18 +28,15 @@ times) with the one-process scan on the e2e fixtures and the corpus.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import dataclasses
 import heapq
 import itertools
-import operator
 import os
-import pickle
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple, Type
 
-from agent.events import EVENT_TYPES, Event, Finding
+from agent.event_spill import decode, encode, follow, write_frame
+from agent.events import Event, Finding
 from agent.parsers.base import Parser
 from agent.parsers.choose import SNIFF_LINES, choose_format
 from agent.pipeline import Pipeline
@@ -58,7 +55,6 @@ SPLIT_FORMATS = frozenset(("rails", "lograge"))
 # 2.2 s in one process, 2.8-3.2 s split in two; before it, 3.7 -> 6.9 CPU-seconds on 64 MB.
 #: this process's share of the lines, relative to a worker's: it also runs every detector
 MAIN_WEIGHT = 0.25
-FOLLOW_POLL_S = 0.005
 COUNT_CHUNK = 16 << 20
 FEED_BATCH = 4096
 
@@ -82,7 +78,7 @@ def _head(path: str) -> List[str]:
     return [l for l in head if l.strip()]
 
 
-def _parser_for(path: str, log_format: Optional[str]) -> Tuple[Optional[Type[Parser]], bool]:
+def parser_for(path: str, log_format: Optional[str]) -> Tuple[Optional[Type[Parser]], bool]:
     parser_type, envelope = choose_format(_head(path), log_format)
     return parser_type, envelope is None
 
@@ -98,7 +94,7 @@ def splittable(path: str, log_format: Optional[str], min_bytes: Optional[int] = 
         return False
     if magic[:2] == b"\x1f\x8b" or magic[:3] == b"BZh" or magic[:6] == b"\xfd7zXZ\x00":
         return False
-    parser_type, plain = _parser_for(path, log_format)
+    parser_type, plain = parser_for(path, log_format)
     return parser_type is not None and plain and parser_type.name in SPLIT_FORMATS
 
 
@@ -191,7 +187,7 @@ def parse_range(
 ) -> Iterator[List[Emitted]]:
     """The events a range owns, each with the line it was emitted at (see ``_segments``),
     a list per chunk read."""
-    parser_type, _ = _parser_for(path, log_format)
+    parser_type, _ = parser_for(path, log_format)
     assert parser_type is not None
     parser = parser_type(path)
     feed, feed_lines = parser.feed, parser.feed_lines
@@ -235,58 +231,15 @@ def parse_range(
     report.problems = tuple(stats.problems)
 
 
-#: events cross from a worker as (line, type number, field values): about half the cost of
-#: pickling the dataclasses, on both sides (the parent, which also runs every detector, is
-#: the one that limits the speed-up)
-_TYPE_NUMBER = {t: i for i, t in enumerate(EVENT_TYPES)}
-_FIELDS = [operator.attrgetter(*(f.name for f in dataclasses.fields(t))) for t in EVENT_TYPES]
-
-
-def encode(batch: List[Emitted]) -> bytes:
-    number, fields = _TYPE_NUMBER, _FIELDS
-    rows = []
-    for at, e in batch:
-        n = number[type(e)]
-        rows.append((at, n, fields[n](e)))
-    return pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def decode(body: bytes) -> List[Emitted]:
-    types = EVENT_TYPES
-    return [(at, types[n](*values)) for at, n, values in pickle.loads(body)]
-
-
 def _spill_range(path: str, log_format: Optional[str], rng: Range, spill: str) -> RangeReport:
-    """Worker side: a range's events into ``spill``, a length-framed encoded list per chunk
-    read, flushed at once so this process can feed them while the worker reads on."""
+    """Worker side: a range's events into ``spill`` (``agent.event_spill``), labelled with
+    the line each was emitted at."""
     report = RangeReport()
     with open(spill, "wb") as fh:
         for batch in parse_range(path, log_format, rng, report):
             if batch:
-                body = encode(batch)
-                fh.write(len(body).to_bytes(8, "little"))
-                fh.write(body)
-                fh.flush()
+                write_frame(fh, batch)
     return report
-
-
-def _follow_spill(spill: str, finished: Callable[[], bool]) -> Iterator[Emitted]:
-    """The events of a spill file as its worker writes them, to the end of the worker's run."""
-    with open(spill, "rb") as fh:
-        while True:
-            done = finished()  # asked before reading: a finished worker has written everything
-            at = fh.tell()
-            head = fh.read(8)
-            if len(head) == 8:
-                size = int.from_bytes(head, "little")
-                body = fh.read(size)
-                if len(body) == size:
-                    yield from decode(body)
-                    continue
-            if done:
-                return
-            fh.seek(at)
-            time.sleep(FOLLOW_POLL_S)
 
 
 def merged_events(ranges: List[Range], streams: Iterable[Iterable[Emitted]]) -> Iterator[Event]:
@@ -331,7 +284,7 @@ def run_split(
     """Scan one big file in ``jobs`` ranges through ``pipeline``; fills ``report``.
     ``on_bytes`` hears of the first range's bytes as they are read, the rest at the end."""
     ranges = plan(path, jobs)
-    parser_type, _ = _parser_for(path, log_format)
+    parser_type, _ = parser_for(path, log_format)
     assert parser_type is not None
     report.format = parser_type.name
     findings: List[Finding] = []
@@ -363,7 +316,7 @@ def run_split(
                     on_bytes(n)
 
             first = (x for batch in parse_range(path, log_format, ranges[0], reports[0], count) for x in batch)
-            later = (_follow_spill(spill, fut.done) for spill, fut in zip(spills[1:], futures))
+            later = (follow(spill, fut.done) for spill, fut in zip(spills[1:], futures))
             for event in merged_events(ranges, itertools.chain([first], later)):
                 pending.append(event)
                 if len(pending) >= FEED_BATCH:

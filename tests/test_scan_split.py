@@ -12,7 +12,7 @@ from typing import List, Tuple
 
 import pytest
 
-from agent import scan_split
+from agent import event_spill, scan_split
 from agent.scan import scan
 from agent.scan_split import plan, split_events, splittable
 from agent.sources.replay import iter_events
@@ -132,6 +132,6 @@ def test_the_workers_encoding_gives_back_every_kind_of_event() -> None:
         ev.Deploy(revision="abc"),
     ]
     assert {type(e) for e in samples} == set(ev.EVENT_TYPES)
-    back = scan_split.decode(scan_split.encode([(i, e) for i, e in enumerate(samples, 7)]))
+    back = event_spill.decode(event_spill.encode([(i, e) for i, e in enumerate(samples, 7)]))
     assert [at for at, _ in back] == list(range(7, 7 + len(samples)))
     assert [(type(e), repr(e)) for _, e in back] == [(type(e), repr(e)) for e in samples]

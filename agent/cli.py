@@ -89,7 +89,7 @@ def cli() -> None:
               help="Rails app root: pool sizes, Puma threads, Sidekiq concurrency and REVISION feed the triage.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None, help="Write the report here instead of stdout.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Use this many processes: one big Rails log is read in byte ranges (same incidents); several logs are scanned apart (no correlation across logs).")
+              help="Parse in up to this many processes (one big Rails log in byte ranges, several logs a log per process); the detectors run once: the same report.")
 @click.option("--open-incidents", is_flag=True, help="Also open incidents (with bundles) from the findings, through the configured sinks.")
 @click.option("--state-dir", type=click.Path(file_okay=False), default=None, envvar="RAILWATCH_STATE_DIR",
               help=f"Incident store for --open-incidents (default {DEFAULT_STATE_DIR}).")

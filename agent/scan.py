@@ -5,13 +5,11 @@ reader and the merge of several logs by event time in ``agent.sources.replay``, 
 detectors from ``detectors.build_detectors``. ``railwatch run`` (``agent.daemon``)
 drives the same pieces over tailed files.
 
-``jobs > 1`` on one big plain file parses byte ranges of it in worker processes and
-runs the detectors once over their merged events (``agent.scan_split``): the same
-incidents as one job. On several logs it scans different logs in worker processes
-(``agent.scan_parallel``): each
-log gets its own pipeline, so detectors that correlate events *across* logs (a Rails
-500 with a Postgres "too many clients") do not see both sides. That is why the
-default is one job.
+``jobs > 1`` parses in worker processes and runs the detectors once, here, over the
+same events in the same order, so the findings are the ones one job gives: one big plain
+file is read in byte ranges (``agent.scan_split``), anything else a log per worker
+(``agent.scan_parallel``). The default is one job: a scan run on a production server
+during an incident should not take every core unasked.
 """
 from __future__ import annotations
 
@@ -39,7 +37,7 @@ class ScanResult:
     events: int = 0
     seconds: float = 0.0
     facts: AppFacts = AppFacts()  # what --app told (reports mark guessed facts)
-    series: Optional[SeriesCollector] = None  # per-bucket signals for timelines; None with --jobs > 1
+    series: Optional[SeriesCollector] = None  # per-bucket signals for timelines
 
 
 def _splittable(path: str, log_format: Optional[str]) -> bool:
@@ -66,8 +64,8 @@ def scan(
 ) -> ScanResult:
     """Scan files and return merged incidents, per-file reports and problems.
 
-    ``jobs`` > 1 scans different logs in that many processes (see the module doc:
-    cross-log correlation is lost); files of one log always stay in one process.
+    ``jobs`` > 1 parses in up to that many processes (see the module doc); the findings
+    do not change.
     """
     started = _time.perf_counter()
     if log_format is not None and log_format not in BY_NAME:
@@ -79,7 +77,6 @@ def scan(
     except UnknownDetector as exc:
         raise UsageError(str(exc)) from None
     errors: List[str] = []
-    series: Optional[SeriesCollector] = None
 
     def problem(message: str) -> None:
         errors.append(message)
@@ -90,37 +87,27 @@ def scan(
     for p in problems:
         problem(p)
     groups = list(group_files(files).values())
-    one_big_file = jobs > 1 and len(files) == 1 and files[0].path != STDIN and _splittable(files[0].path, log_format)
-    if one_big_file:
+    reports = {f.path: FileReport(f.path) for f in files}
+    series = SeriesCollector()  # fed like a detector; never reports findings
+    pipeline = Pipeline(list(instances) + [series], on_error=problem)  # type: ignore[list-item]
+    in_processes = jobs > 1 and files and not any(f.path == STDIN for f in files)
+    if in_processes and len(files) == 1 and _splittable(files[0].path, log_format):
         from agent.scan_parallel import _context
         from agent.scan_split import run_split
         from agent.sources.replay import _within
 
-        path = files[0].path
-        reports = {path: FileReport(path)}
-        series = SeriesCollector()
-        pipeline = Pipeline(list(instances) + [series], on_error=problem)  # type: ignore[list-item]
         window = since is not None or until is not None
+        path = files[0].path
         findings = run_split(
             path, jobs, reports[path], pipeline, log_format, (lambda e: _within(e, since, until)) if window else (lambda e: True), _context(),
             on_bytes,
         )
-        events = pipeline.events
-    elif jobs > 1 and len(groups) > 1 and not any(f.path == STDIN for f in files):
-        from agent.scan_parallel import scan_in_processes
+    elif in_processes:
+        from agent.scan_parallel import run_groups_in_processes
 
-        outcome = scan_in_processes(
-            groups, jobs, [d.name for d in instances], facts, settings, log_format, since, until, on_bytes
-        )
-        reports, findings, events = outcome.reports, outcome.findings, outcome.events
-        for message in outcome.errors:
-            problem(message)
+        findings = run_groups_in_processes(groups, jobs, reports, pipeline, log_format, since, until, on_bytes)
     else:
-        reports = {f.path: FileReport(f.path) for f in files}
-        series = SeriesCollector()  # fed like a detector; never reports findings
-        pipeline = Pipeline(list(instances) + [series], on_error=problem)  # type: ignore[list-item]
         findings = run_groups(groups, reports, pipeline, log_format, since, until, on_bytes)
-        events = pipeline.events
     reported = set()
     for f in files:
         for message in reports[f.path].problems:
@@ -132,7 +119,7 @@ def scan(
         incidents=merge_findings(findings),
         errors=errors,
         detectors=[d.name for d in instances],
-        events=events,
+        events=pipeline.events,
         seconds=_time.perf_counter() - started,
         facts=facts,
         series=series,

@@ -12,7 +12,7 @@ Layers, lowest first; a module imports only from its own layer or below:
   replayed files, tailed files, collectors) and the pipeline;
 - sinks (``agent/sinks/``) deliver what they are handed and never open the incident
   store (``agent.incidents.store``): the lifecycle and the deliverer own it;
-- the drivers on top: ``agent.scan`` (with ``agent.scan_parallel`` and ``agent.report``)
+- the drivers on top: ``agent.scan`` (with ``agent.scan_parallel``, ``agent.scan_split`` and ``agent.report``)
   and ``agent.daemon``, and the CLI over both. Nothing in sources, the daemon, parsers
   or detectors imports the scan driver.
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("agent", "detectors")
 
 VOCABULARY = {"agent.events", "agent.timeparse", "agent.clock", "agent.settings"}
-SCAN_DRIVER = {"agent.scan", "agent.scan_parallel"}
+SCAN_DRIVER = {"agent.scan", "agent.scan_parallel", "agent.scan_split"}
 
 
 def _module_name(path: Path) -> str:

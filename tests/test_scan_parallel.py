@@ -1,24 +1,31 @@
-"""scan --jobs: logs scanned in worker processes give the report one process gives."""
+"""scan --jobs: logs parsed in worker processes, detected once, give the report one process gives."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from agent import scan_parallel
 from agent.cli import cli
 from agent.scan import UsageError, scan
+from agent.sources.files import InputFile
 
 LOGS = Path(__file__).resolve().parent / "fixtures" / "logs"
 RAILS_POOL = LOGS / "pool_exhaustion" / "rails61_pool_timeouts.log"
 SIDEKIQ = LOGS / "sidekiq_failures" / "sidekiq_log_analyzer.sidekiq.log.gz"
 HEALTHY = LOGS / "rails" / "rails52_production.log"
+ACCURACY = LOGS / "accuracy"
+SCENARIOS = sorted(p.name for p in ACCURACY.iterdir() if p.is_dir())
 
 
 def _summary(result):  # type: ignore[no-untyped-def]
-    files = [(f.path, f.format, f.lines, f.unparsed) for f in result.files]
-    incidents = sorted((i.fingerprint, i.severity, i.count, i.first_seen, i.last_seen) for i in result.incidents)
-    return files, incidents, result.events
+    """Everything a report is made of: files, every incident whole, events, the timelines' buckets."""
+    files = [(f.path, f.format, f.envelope, f.lines, f.unparsed, f.problems) for f in result.files]
+    incidents = [json.dumps(i.to_dict(), sort_keys=True, default=repr) for i in result.incidents]
+    series = {k: v for k, v in vars(result.series).items() if not k.startswith("_cached")}
+    return files, incidents, result.events, result.errors, repr(series)
 
 
 def test_two_jobs_report_the_same_files_incidents_and_events_as_one_job():
@@ -29,6 +36,36 @@ def test_two_jobs_report_the_same_files_incidents_and_events_as_one_job():
     assert {i.detector for i in one.incidents} >= {"pool_exhaustion", "sidekiq_failures"}
     assert _summary(two) == _summary(one)
     assert [f.path for f in two.files] == paths  # reports keep the order the files were given in
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_logs_that_correlate_give_the_same_incidents_with_two_jobs(scenario: str):
+    """Rails, Puma, Sidekiq (and a tagged Postgres log) of one app: the detectors see them as one
+    timeline whichever process parsed them. (A pipeline per log lost this: with a worker per log the
+    N+1 detector, not seeing the Rails requests beside the Postgres statements, called a known
+    endpoint's N+1 "new endpoint".)"""
+    paths = sorted(str(p) for p in (ACCURACY / scenario).glob("*.log"))
+    assert len(paths) >= 2
+    assert _summary(scan(paths, jobs=2)) == _summary(scan(paths, jobs=1))
+
+
+def test_more_logs_than_workers_and_a_time_window():
+    """Five logs on two workers (a log waits for a free worker while the others spill), inside --since/--until."""
+    paths = sorted(str(p) for p in (ACCURACY / "n_plus_one_info_tagged_pg_log").glob("*.log")) + [str(HEALTHY)]
+    one = scan(paths, jobs=1)
+    times = sorted(i.first_seen for i in one.incidents)
+    assert times, "the scenario must yield an incident"
+    window = {"since": times[0] - 30, "until": times[0] + 30}
+    assert _summary(scan(paths, jobs=2, **window)) == _summary(scan(paths, jobs=1, **window))
+    assert _summary(scan(paths, jobs=2)) == _summary(one)
+
+
+@pytest.mark.parametrize("path, here", [(RAILS_POOL, False), (SIDEKIQ, True)])
+def test_one_log_too_small_to_split(path: Path, here: bool):
+    """A Rails log is parsed in a worker beside the detectors; a Sidekiq log (gzipped here) in this
+    process, its events costing as much to ship as to parse. The same report either way."""
+    assert scan_parallel._parsed_here([InputFile(str(path), "log")], None) is here
+    assert _summary(scan([str(path)], jobs=2)) == _summary(scan([str(path)], jobs=1))
 
 
 def test_progress_is_reported_from_the_workers():

@@ -185,7 +185,8 @@ def jobs_speedup(paths: Dict[str, str], directory: str, repeat: int) -> List[Tup
         hosts.append(target)
     cases = [
         ("2 equal logs (web1, web2 production.log)", hosts, False),
-        ("4 different logs (info, debug, sidekiq x2)", [paths[k] for k in ("rails-info", "rails-debug", "sidekiq", "sidekiq7")], False),
+        ("4 different logs (info, debug, sidekiq x2; the Sidekiq logs parsed in the main process)", [paths[k] for k in ("rails-info", "rails-debug", "sidekiq", "sidekiq7")], False),
+        ("one app: Rails info + Sidekiq 6/7 logs", [paths[k] for k in ("rails-info", "sidekiq7")], False),
         ("1 Rails info log, split into byte ranges", [paths["rails-info"]], True),
         ("1 Rails corpus log, split into byte ranges", [paths["rails-corpus"]], True),
     ]
@@ -300,7 +301,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             out += ["### Peak RSS scanning one large log (all detectors)", "",
                     table(("input", "lines", "scan time", "peak RSS", f"target < {RSS_TARGET_MB} MB, flat"), memory(mem_sizes, directory, bool(args.dir))), ""]
         if "jobs" not in skip:
-            out += ["### `--jobs 2`: several logs (one process per log) and one big log (byte ranges)", "",
+            out += ["### `--jobs 2`: several logs (parsed a log per process, detected once) and one big log (byte ranges)", "",
                     table(("logs", "--jobs 1", "--jobs 2", "speed-up", "cores used (1 / 2 jobs)", "peak RSS per worker", "incidents (1 / 2 jobs)"), jobs_speedup(paths, directory, args.repeat)), ""]
         if "startup" not in skip:
             out += ["### CLI start-up", "",

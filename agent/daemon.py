@@ -150,12 +150,12 @@ class Daemon:
         log.error("%s", message)
 
     def _build_incidents(self) -> None:
-        import requests
-
         from agent.sinks import build_sinks
 
         c = self.config
-        raw = build_sinks(c.sinks, c.state.dir, session=requests.Session(), clock=self.clock)
+        # each HTTP sink opens its own requests.Session: a daemon with only the directory sink
+        # never imports requests (about 10 MB of its idle RSS)
+        raw = build_sinks(c.sinks, c.state.dir, clock=self.clock)
         self.sinks = {name: CountingSink(sink, self.metrics, self.clock) for name, sink in raw.items()}
         from agent.appfacts import load_app_facts
         from agent.bundle import BundleBuilder

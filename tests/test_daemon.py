@@ -387,3 +387,19 @@ def test_self_metrics_exist_only_on_the_registry_they_are_given():
     metrics.advance(metrics.lines_read, ("/var/log/app.log",), 20)  # a total never goes backwards
     assert registry.get_sample_value("railwatch_lines_read_total", {"source": "/var/log/app.log"}) == 25
     assert GLOBAL.get_sample_value("railwatch_lines_read_total", {"source": "/var/log/app.log"}) is None
+
+
+def test_a_daemon_without_http_sinks_does_not_import_requests(tmp_path):
+    """requests (with urllib3 and charset_normalizer) is about 10 MB of an idle daemon's RSS:
+    only a configured HTTP sink or collector loads it."""
+    code = ("import sys\n"
+            "from pathlib import Path\n"
+            "import test_daemon as t\n"
+            f"d = t.daemon(Path({str(tmp_path)!r}), Path({str(tmp_path / 'x.log')!r}))\n"
+            "d.shutdown()\n"
+            "print('requests' in sys.modules)\n")
+    tests = str(Path(__file__).resolve().parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=tests + "/..")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -27,9 +27,11 @@ import multiprocessing
 import os
 import tempfile
 import threading
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from agent.event_spill import follow, write_frame
+from agent import event_spill
+from agent.event_spill import SpillWriter, follow
 from agent.events import Event, Finding
 from agent.pipeline import Pipeline
 from agent.scan_split import parser_for
@@ -43,10 +45,11 @@ _progress = None  # a shared byte counter in each worker (set by the pool initia
 _parent = 0  # the scanning process; a worker whose parent died stops instead of scanning on
 
 
-def _init_worker(counter, parent: int) -> None:  # type: ignore[no-untyped-def]
+def _init_worker(counter, read_upto, parent: int) -> None:  # type: ignore[no-untyped-def]
     global _progress, _parent
     _progress = counter
     _parent = parent
+    event_spill.init_worker(read_upto, parent)
 
 
 def _count_bytes(n: int) -> None:
@@ -59,13 +62,32 @@ def _count_bytes(n: int) -> None:
             _progress.value += n
 
 
-def _parse_group(members: List[InputFile], log_format: Optional[str], spill: str) -> Dict[str, FileReport]:
-    """Worker side: one log's events into ``spill``, in the order one process reads them."""
-    reports = {f.path: FileReport(f.path) for f in members}
-    with open(spill, "wb") as fh:
-        for batch in _group_batches(members, reports, log_format, _count_bytes):
-            if batch:
-                write_frame(fh, [(0, e) for e in batch])
+def _parse_groups(tasks: List[Tuple[List[InputFile], str, int]], log_format: Optional[str]) -> Dict[str, FileReport]:
+    """Worker side: each log's events into its own spill (``(members, spill, slot)``), a chunk of
+    each in turn. A log whose reader is far behind (``event_spill.MAX_AHEAD_BYTES``) waits while
+    the others go on: the merge may be waiting for one of them."""
+    reports = {f.path: FileReport(f.path) for members, _, _ in tasks for f in members}
+    active = [(SpillWriter(spill, slot), _group_batches(members, reports, log_format, _count_bytes)) for members, spill, slot in tasks]
+    try:
+        while active:
+            moved = False
+            for writer, batches in list(active):
+                if writer.blocked():
+                    continue
+                moved = True
+                batch = next(batches, None)
+                if batch is None:
+                    writer.close()
+                    active.remove((writer, batches))
+                elif batch:
+                    writer.write([(0, e) for e in batch])
+            if not moved:
+                if event_spill.reader_gone():
+                    os._exit(1)
+                time.sleep(event_spill.WAIT_POLL_S)
+    finally:
+        for writer, _ in active:
+            writer.fh.close()
     return reports
 
 
@@ -89,6 +111,19 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+def _bundles(shipped: List[int], groups: Sequence[List[InputFile]], workers: int) -> List[List[int]]:
+    """The shipped logs dealt to ``workers`` bundles of about equal bytes, biggest first. Every
+    log starts at once (the merge needs the first events of all of them), so a worker takes
+    several when there are more logs than workers."""
+    bundles: List[List[int]] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for i in sorted(shipped, key=lambda i: -sum(file_size(f.path) for f in groups[i])):
+        lightest = load.index(min(load))
+        bundles[lightest].append(i)
+        load[lightest] += sum(file_size(f.path) for f in groups[i])
+    return [b for b in bundles if b]
+
+
 def run_groups_in_processes(
     groups: Sequence[List[InputFile]],
     jobs: int,
@@ -106,7 +141,8 @@ def run_groups_in_processes(
         return run_groups(groups, reports, pipeline, log_format, since, until, on_bytes)
     ctx = _context()
     counter = ctx.Value("q", 0)
-    workers = max(1, min(jobs, len(shipped), _cores()))
+    read_upto = ctx.Array("q", len(groups))
+    bundles = _bundles(shipped, groups, max(1, min(jobs, len(shipped), _cores())))
     findings: List[Finding] = []
     window = since is not None or until is not None
     reported = [0]
@@ -120,17 +156,17 @@ def run_groups_in_processes(
         spills = {i: os.path.join(tmp, f"log{i}.spill") for i in shipped}
         for spill in spills.values():
             open(spill, "wb").close()  # there before its worker starts: this process may look first
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(counter, os.getpid()))
+        pool = cf.ProcessPoolExecutor(max_workers=len(bundles), mp_context=ctx, initializer=_init_worker,
+                                      initargs=(counter, read_upto, os.getpid()))
         try:
-            # biggest logs first, so the longest task does not start last
-            futures = {i: pool.submit(_parse_group, list(groups[i]), log_format, spills[i])
-                       for i in sorted(shipped, key=lambda i: -sum(file_size(f.path) for f in groups[i]))}
+            futures = [pool.submit(_parse_groups, [(list(groups[i]), spills[i], i) for i in bundle], log_format) for bundle in bundles]
+            worker_of = {i: futures[n] for n, bundle in enumerate(bundles) for i in bundle}
             streams: List[Iterator[Event]] = [
-                (e for _, e in follow(spills[i], futures[i].done)) if i in futures
+                (e for _, e in follow(spills[i], worker_of[i].done, read_upto, i)) if i in worker_of
                 else itertools.chain.from_iterable(_group_batches(groups[i], reports, log_format, on_bytes))
                 for i in range(len(groups))
             ]
-            # one timeline, as run_groups merges it (a log whose worker has not started yet waits)
+            # one timeline, as run_groups merges it
             merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=_event_time)
             while True:
                 batch = list(itertools.islice(merged, MERGE_BATCH))
@@ -143,7 +179,7 @@ def run_groups_in_processes(
                     if found:
                         findings.extend(found)
                 progress()
-            for future in futures.values():
+            for future in futures:
                 reports.update(future.result())
             progress()
         finally:

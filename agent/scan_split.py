@@ -35,7 +35,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, List, Optional, Tuple, Type
 
-from agent.event_spill import decode, encode, follow, write_frame
+from agent.event_spill import SpillWriter, decode, encode, follow, init_worker
 from agent.events import Event, Finding
 from agent.parsers.base import Parser
 from agent.parsers.choose import SNIFF_LINES, choose_format
@@ -231,14 +231,17 @@ def parse_range(
     report.problems = tuple(stats.problems)
 
 
-def _spill_range(path: str, log_format: Optional[str], rng: Range, spill: str) -> RangeReport:
+def _spill_range(path: str, log_format: Optional[str], rng: Range, spill: str, slot: int) -> RangeReport:
     """Worker side: a range's events into ``spill`` (``agent.event_spill``), labelled with
     the line each was emitted at."""
     report = RangeReport()
-    with open(spill, "wb") as fh:
+    writer = SpillWriter(spill, slot)
+    try:
         for batch in parse_range(path, log_format, rng, report):
             if batch:
-                write_frame(fh, batch)
+                writer.write_when_read(batch)
+    finally:
+        writer.close()
     return report
 
 
@@ -305,9 +308,13 @@ def run_split(
         spills = [os.path.join(tmp, f"range{i}.pickle") for i in range(len(ranges))]
         for spill in spills:
             open(spill, "wb").close()  # there before its worker starts: this process may look first
-        pool = cf.ProcessPoolExecutor(max_workers=max(1, len(ranges) - 1), mp_context=context)
+        read_upto = context.Array("q", len(ranges))
+        # every range at once: this process reads the spills in order, and a worker waiting for
+        # it (MAX_AHEAD_BYTES) must not hold up a range it reads first
+        pool = cf.ProcessPoolExecutor(max_workers=max(1, len(ranges) - 1), mp_context=context,
+                                      initializer=init_worker, initargs=(read_upto, os.getpid()))
         try:
-            futures = [pool.submit(_spill_range, path, log_format, r, s) for r, s in zip(ranges[1:], spills[1:])]
+            futures = [pool.submit(_spill_range, path, log_format, r, s, i) for i, (r, s) in enumerate(zip(ranges[1:], spills[1:]), 1)]
             counted = [0]
 
             def count(n: int) -> None:
@@ -316,7 +323,7 @@ def run_split(
                     on_bytes(n)
 
             first = (x for batch in parse_range(path, log_format, ranges[0], reports[0], count) for x in batch)
-            later = (follow(spill, fut.done) for spill, fut in zip(spills[1:], futures))
+            later = (follow(spill, fut.done, read_upto, i) for i, (spill, fut) in enumerate(zip(spills[1:], futures), 1))
             for event in merged_events(ranges, itertools.chain([first], later)):
                 pending.append(event)
                 if len(pending) >= FEED_BATCH:

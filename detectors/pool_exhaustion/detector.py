@@ -160,7 +160,12 @@ class PoolExhaustionDetector(Detector):
                     self.active_pids[self._newest_key] = ts or 0.0
                 else:
                     self._active("jobs", pid, ts or 0.0)
-            if event.state != "start":  # type: ignore[attr-defined]
+            state = event.state  # type: ignore[attr-defined]
+            if state == "done":  # most lines past a start: only a long job matters (_on_job_end's holder test)
+                elapsed = event.elapsed_s  # type: ignore[attr-defined]
+                if elapsed is not None and elapsed * 1000.0 >= self._holder_min_ms:
+                    self._on_job_end(event)  # type: ignore[arg-type]
+            elif state != "start":
                 self._on_job_end(event)  # type: ignore[arg-type]
         elif of is Request:
             self._on_request(event)  # type: ignore[arg-type]

@@ -140,6 +140,11 @@ class PoolExhaustionDetector(Detector):
         self.pending: List[Finding] = []  # findings of episodes closed between flushes
         self.restarts: Deque[Tuple[float, str]] = deque(maxlen=64)  # (time, component) of process boots
         self.late_dropped = 0  # errors/samples too far behind their open episode (see "Time order")
+        # settings read on every request or job line (hot path)
+        self._holder_min_ms = self.s.holder_min_ms
+        self._holder_min_db_ms = self.s.holder_min_db_ms
+        self._max_request_seconds = self.s.max_request_seconds
+        self._max_tracked_requests = self.s.max_tracked_requests
 
     # ------------------------------------------------------------------ input
     def feed(self, event: Event) -> None:
@@ -148,7 +153,20 @@ class PoolExhaustionDetector(Detector):
             return
         of = type(event)  # the two kinds of every line first (hot path); any other type: the isinstance chain
         if of is Job:
-            self._on_job(event)  # type: ignore[arg-type]
+            # _on_job inlined (hot path: every job line), with _active's fast path; a start line tells nothing more
+            pid = event.pid  # type: ignore[attr-defined]
+            if pid:
+                if pid == self._newest_pid and self._newest_tier == "jobs":
+                    self.active_pids[self._newest_key] = ts or 0.0
+                else:
+                    self._active("jobs", pid, ts or 0.0)
+            state = event.state  # type: ignore[attr-defined]
+            if state == "done":  # most lines past a start: only a long job matters (_on_job_end's holder test)
+                elapsed = event.elapsed_s  # type: ignore[attr-defined]
+                if elapsed is not None and elapsed * 1000.0 >= self._holder_min_ms:
+                    self._on_job_end(event)  # type: ignore[arg-type]
+            elif state != "start":
+                self._on_job_end(event)  # type: ignore[arg-type]
         elif of is Request:
             self._on_request(event)  # type: ignore[arg-type]
         elif isinstance(event, Error):
@@ -198,12 +216,23 @@ class PoolExhaustionDetector(Detector):
                 self._failed_request(ep, request)
 
     def _on_request(self, r: Request) -> None:
+        # hot path (every request): _active's fast path and _remember inlined, settings read in __init__
         ts = r.ts or 0.0
-        self._active("web", r.pid, ts)
+        pid = r.pid
+        if pid:
+            if pid == self._newest_pid and self._newest_tier == "web":
+                self.active_pids[self._newest_key] = ts
+            else:
+                self._active("web", pid, ts)
         second = int(ts)
-        self.per_second[second] = self.per_second.get(second, 0) + 1
-        if len(self.per_second) > self.s.max_request_seconds:
-            self.per_second.popitem(last=False)
+        per_second = self.per_second
+        seen = per_second.get(second)
+        if seen is not None:
+            per_second[second] = seen + 1  # a second already counted: the table does not grow
+        else:
+            per_second[second] = 1
+            if len(per_second) > self._max_request_seconds:
+                per_second.popitem(last=False)
         if r.error:
             cls, _, message = r.error.partition(": ")
             signal = classify(cls, message)
@@ -217,15 +246,21 @@ class PoolExhaustionDetector(Detector):
                 if r.request_id:
                     self._remember(self.failed_rids, r.request_id, ep.key)
                 return
-        if r.request_id:
-            key = self.failed_rids.get(r.request_id)
+        rid = r.request_id
+        if rid:
+            key = self.failed_rids.get(rid)
             if key is not None and key in self.episodes:
                 self._failed_request(self.episodes[key], r)  # the Completed line came after the error
                 return
-            self._remember(self.requests, r.request_id, r)
+            requests = self.requests  # _remember(self.requests, rid, r), inlined
+            if rid in requests:
+                requests.move_to_end(rid)  # a new id is put last by the assignment itself
+            requests[rid] = r
+            if len(requests) > self._max_tracked_requests:
+                requests.popitem(last=False)
         duration = r.duration_ms or 0.0
         # a request that waited for a connection and then ran briefly shows little ActiveRecord time
-        if duration >= self.s.holder_min_ms and (r.db_ms is None or r.db_ms >= self.s.holder_min_db_ms):
+        if duration >= self._holder_min_ms and (r.db_ms is None or r.db_ms >= self._holder_min_db_ms):
             label = r.endpoint or f"{r.method} {r.path}".strip()
             info: Dict[str, object] = {
                 "endpoint": label, "path": r.path, "status": r.status, "duration_ms": duration,
@@ -247,16 +282,14 @@ class PoolExhaustionDetector(Detector):
             self._newest_tier, self._newest_pid, self._newest_key = tier, pid, key
 
     def _on_job(self, job: Job) -> None:
-        # hot path (every job line): _active's fast path inlined; a "start" line tells nothing more
-        pid = job.pid
-        if pid:
-            if pid == self._newest_pid and self._newest_tier == "jobs":
-                self.active_pids[self._newest_key] = job.ts or 0.0
-            else:
-                self._active("jobs", pid, job.ts or 0.0)
+        """Any job line: the reference of the steps feed inlines for an exact ``Job``."""
+        self._active("jobs", job.pid, job.ts or 0.0)
+        if job.state != "start":  # a start line tells nothing more
+            self._on_job_end(job)
+
+    def _on_job_end(self, job: Job) -> None:
+        """A job line past its start: a failure may be a pool timeout, a long job may have held a connection."""
         state = job.state
-        if state == "start":
-            return
         if state == "fail" and (job.error_class or job.error_message):
             signal = classify(job.error_class, job.error_message)
             if signal is not None:
@@ -268,7 +301,8 @@ class PoolExhaustionDetector(Detector):
                     if job.job_class:
                         ep.bump(ep.job_classes, job.job_class)
                 return
-        if job.state in CLOSED_JOB_STATES and job.elapsed_s is not None and job.elapsed_s * 1000.0 >= self.s.holder_min_ms:
+        elapsed = job.elapsed_s
+        if elapsed is not None and state in CLOSED_JOB_STATES and elapsed * 1000.0 >= self._holder_min_ms:
             end = job.ts or 0.0
             info = {"job_class": job.job_class, "jid": job.jid, "elapsed_s": job.elapsed_s, "state": job.state, "pid": job.pid}
             self._holder(job.elapsed_s * 1000.0, end - job.elapsed_s, end, info, job)

@@ -87,6 +87,9 @@ from detectors.sidekiq_failures.triage import failure_triage, long_running_triag
 
 __all__ = ["SidekiqFailuresDetector", "SidekiqFailuresSettings"]
 
+#: the oldest pending failure's time when there is none: ``ts - _NONE_PENDING >= grace`` never holds
+_NONE_PENDING = float("inf")
+
 
 class SidekiqFailuresDetector(Detector):
     name = "sidekiq_failures"
@@ -101,6 +104,10 @@ class SidekiqFailuresDetector(Detector):
         self.now: Optional[float] = None
         self.problems = Problems(s.max_problems)
         self.failed: "OrderedDict[str, FailedJob]" = OrderedDict()  # jid -> attempts not yet settled
+        # the last_ts of failed's first entry (_NONE_PENDING when it is empty), None when not known: feed's
+        # settle test reads it on every line, and whatever may change failed (_job, _done's recovery,
+        # _settle) sets it back to None
+        self._oldest_pending_ts: Optional[float] = None
         self.settled: "OrderedDict[str, Tuple[Tuple[str, str], List[float]]]" = OrderedDict()  # for late recoveries
         self.dead_first: "OrderedDict[str, bool]" = OrderedDict()  # jids whose dead line came before their fail
         self.dead_jids: "OrderedDict[str, bool]" = OrderedDict()  # jids seen dead: a later fail line of theirs cannot recover
@@ -114,7 +121,12 @@ class SidekiqFailuresDetector(Detector):
         self.deploys = DeployMarkers(self.context.facts, max_keys=s.max_jobs_tracked)
         self.health = SidekiqHealth(s, self.context.facts, self.problems, self.durations)
         self._seq = 0
-        self._grace = s.recovery_grace_s  # read on every event
+        # read on every event (hot path)
+        self._grace = s.recovery_grace_s
+        self._max_problems = s.max_problems
+        self._slow_min_s = s.slow_min_s
+        self._outcome_histories = self.outcomes._keys  # class -> outcomes (see _done)
+        self._duration_table = self.durations._table  # class -> [durations, sorted or None] (see _done)
 
     # ----- input --------------------------------------------------------------------------
     def feed(self, event: Event) -> None:
@@ -125,22 +137,24 @@ class SidekiqFailuresDetector(Detector):
                 if now is None:
                     self.deploys.watch(ts)  # deploys only count as "before" what we watched
                 self.now = ts
-                failed = self.failed
-                # the oldest pending failure is first: settle only when it is old enough (hot path)
-                if failed and ts - next(iter(failed.values())).last_ts >= self._grace:
+                # the oldest pending failure is first: settle only when it is old enough
+                oldest = self._oldest_pending_ts
+                if oldest is None:
+                    failed = self.failed
+                    oldest = self._oldest_pending_ts = next(iter(failed.values())).last_ts if failed else _NONE_PENDING
+                if ts - oldest >= self._grace:
                     self._settle(ts, final=False)
-        if isinstance(event, Job):
-            health = self.health
-            health.touch(event)
+        if type(event) is Job:  # the exact type first: start and done are nearly every line of a Sidekiq log
             state = event.state
             if state == "start":
-                health.started(event)
+                self.health.job_started(event)
             elif state == "done":
+                self.health.job_finished(event)
                 self._done(event)
-            elif state == "fail":
-                self._fail(event)
-            elif state == "dead":
-                self._dead(event)
+            else:
+                self._job(event)
+        elif isinstance(event, Job):
+            self._job(event)
         elif isinstance(event, Process):
             self.health.process(event)
         elif isinstance(event, Error):
@@ -153,35 +167,64 @@ class SidekiqFailuresDetector(Detector):
     def _remember(self, table: "OrderedDict", key, value) -> None:  # type: ignore[no-untyped-def, type-arg]
         remember(table, key, value, self.s.max_jobs_tracked)
 
+    def _job(self, job: Job) -> None:
+        """Any job line, step by step: the reference of feed's fast path for start and done lines
+        (health's job_started/job_finished are its touch() + started()/finished() in one call)."""
+        self._oldest_pending_ts = None  # a fail or dead line may change failed
+        health = self.health
+        health.touch(job)
+        state = job.state
+        if state == "start":
+            health.started(job)
+        elif state == "done":
+            health.finished(job)
+            self._done(job)
+        elif state == "fail":
+            self._fail(job)
+        elif state == "dead":
+            self._dead(job)
+
     # ----- jobs -----------------------------------------------------------------------------
     def _done(self, job: Job) -> None:
-        # hot path (every finished job): locals, and _check_slow only past its floor
-        health = self.health
-        health.finished(job)
+        """A done line, its process touched and its running entry dropped by the caller.
+
+        Hot path (every finished job): settings read once in __init__, and the per-class updates
+        of Outcomes.update and LastValues.update inlined for a class they already hold."""
         cls = job.job_class
         ts = job.ts
         if ts is not None:
             last_done = self.last_done
-            if cls not in last_done and len(last_done) >= self.s.max_problems:
+            if cls not in last_done and len(last_done) >= self._max_problems:
                 last_done.pop(next(iter(last_done)))  # room for a new class: the oldest one goes
             last_done[cls] = ts
             if self.failing:
                 self.failing.pop(cls, None)  # a success: the class works again, back to per-job judgement
-            self.outcomes.update(cls, False)
+            history = self._outcome_histories.get(cls)
+            if history is None:
+                self.outcomes.update(cls, False)
+            else:
+                history.append(False)  # Outcomes.update of a known class
         jid = job.jid
         if jid:
-            pending = self.failed.pop(jid, None) if self.failed else None
-            if pending is not None:
-                known = self.problems.get(pending.key)
+            failed = self.failed
+            if jid in failed:
+                self._oldest_pending_ts = None
+                known = self.problems.get(failed.pop(jid).key)
                 if known is not None:
                     known.recovered += 1
             elif jid in self.settled:
                 self._late_recovery(jid)
         elapsed = job.elapsed_s
         if elapsed is not None and ts is not None:
-            if not elapsed < self.s.slow_min_s:  # the same test _check_slow starts with
-                health.check_slow(job)
-            self.durations.update(cls, elapsed)
+            if not elapsed < self._slow_min_s:  # the same test check_slow starts with
+                self.health.check_slow(job)
+            entry = self._duration_table.get(cls)
+            if entry is None:
+                self.durations.update(cls, elapsed)
+            else:  # LastValues.update of a known key
+                self._duration_table.move_to_end(cls)
+                entry[0].append(float(elapsed))
+                entry[1] = None
 
     def _fail(self, job: Job) -> None:
         self.health.failure_logged(job.ts)
@@ -284,6 +327,7 @@ class SidekiqFailuresDetector(Detector):
         failing at the end of the log when their class has no success in the window; those of a class
         that does succeed are probably about to recover and are dropped."""
         grace = self.s.recovery_grace_s
+        self._oldest_pending_ts = None
         while self.failed:
             jid, pending = next(iter(self.failed.items()))
             if now - pending.last_ts < grace:

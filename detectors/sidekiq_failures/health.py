@@ -49,6 +49,7 @@ class SidekiqHealth:
         self._touched_pid: object = _NOBODY
         self._touched_source: object = _NOBODY
         self._touched: Optional[ProcessState] = None
+        self._max_jobs = settings.max_jobs_tracked
 
     def _remember(self, table: "OrderedDict", key, value) -> None:  # type: ignore[no-untyped-def, type-arg]
         remember(table, key, value, self.s.max_jobs_tracked)
@@ -66,6 +67,37 @@ class SidekiqHealth:
         running[(job.source, job.pid, job.tid)] = job
         if len(running) > self.s.max_jobs_tracked:
             running.popitem(last=False)
+
+    def job_started(self, job: Job) -> None:
+        """``touch(job)`` then ``started(job)``, step for step, in one call (hot path: every start line)."""
+        pid, source = job.pid, job.source
+        if pid == self._touched_pid and source == self._touched_source:
+            proc = self._touched  # touch()'s own fast path
+            ts = job.ts
+            if ts is not None and ts >= proc.last_ts:  # type: ignore[union-attr]
+                proc.last_ts = ts  # type: ignore[union-attr]
+                proc.last_event = job  # type: ignore[union-attr]
+            proc.suspect_since = None  # type: ignore[union-attr]
+        else:
+            self.touch(job)
+        running = self.running
+        running[(source, pid, job.tid)] = job
+        if len(running) > self._max_jobs:
+            running.popitem(last=False)
+
+    def job_finished(self, job: Job) -> None:
+        """``touch(job)`` then ``finished(job)``, step for step, in one call (hot path: every done line)."""
+        pid, source = job.pid, job.source
+        if pid == self._touched_pid and source == self._touched_source:
+            proc = self._touched  # touch()'s own fast path
+            ts = job.ts
+            if ts is not None and ts >= proc.last_ts:  # type: ignore[union-attr]
+                proc.last_ts = ts  # type: ignore[union-attr]
+                proc.last_event = job  # type: ignore[union-attr]
+            proc.suspect_since = None  # type: ignore[union-attr]
+        else:
+            self.touch(job)
+        self.running.pop((source, pid, job.tid), None)
 
     def finished(self, job: Job) -> None:
         """A job's done or fail line: it no longer runs."""

@@ -81,13 +81,15 @@ class _HeldSql(_Held):
     made without the exception-only ones (lines, frames), which nothing reads for a Sql."""
 
     __slots__ = ()
+    # a held SQL line is never any of these (only exceptions and Bullet warnings set them): class
+    # attributes, read through the instance, so that making one sets two slots instead of five
+    message_open = False
+    single_call = False
+    in_pieces = False
 
     def __init__(self, event: Sql, lineno: int) -> None:  # noqa: super().__init__ not called on purpose
         self.event = event
-        self.message_open = False
         self.last_lineno = lineno
-        self.single_call = False
-        self.in_pieces = False
 
 
 class RailsParser(Parser):
@@ -326,20 +328,22 @@ class RailsParser(Parser):
                             if req is None:
                                 req = _Open()
                             # bounded_float/bounded_int, without the call where the digits cannot pass MAX_VALUE
-                            event = Request(
-                                ts=ts, source=source, line=lineno, raw=line, request_id=key, method=req.method, path=req.path,
-                                endpoint=req.endpoint, status=int(status), pid=pid,
-                                duration_ms=float(duration) if len(duration) < 16 else bounded_float(duration),
-                            )
+                            view_ms = db_ms = n_queries = n_cached = n_allocations = None
                             if db is not None:
-                                event.db_ms = float(db) if len(db) < 16 else bounded_float(db)
+                                db_ms = float(db) if len(db) < 16 else bounded_float(db)
                                 if views is not None:
-                                    event.view_ms = float(views) if len(views) < 16 else bounded_float(views)
+                                    view_ms = float(views) if len(views) < 16 else bounded_float(views)
                                 if queries is not None:
-                                    event.queries = int(queries) if len(queries) < 16 else bounded_int(queries)
-                                    event.cached = int(cached) if len(cached) < 16 else bounded_int(cached)
+                                    n_queries = int(queries) if len(queries) < 16 else bounded_int(queries)
+                                    n_cached = int(cached) if len(cached) < 16 else bounded_int(cached)
                                 if allocations is not None:
-                                    event.allocations = int(allocations) if len(allocations) < 16 else bounded_int(allocations)
+                                    n_allocations = int(allocations) if len(allocations) < 16 else bounded_int(allocations)
+                            # Request's fields in their declared order: positional arguments cost half of keywords
+                            event = Request(
+                                ts, source, lineno, line, key, req.method, req.path, req.endpoint, int(status),
+                                float(duration) if len(duration) < 16 else bounded_float(duration),
+                                view_ms, db_ms, n_queries, n_cached, n_allocations, "", pid,
+                            )
                             done[key] = req.endpoint
                             if len(done) > 1024:
                                 done.popitem(last=False)
@@ -376,11 +380,12 @@ class RailsParser(Parser):
                                 cut = text.rfind("  [")
                                 if cut > 0 and text.endswith("]"):
                                     text, binds = text[:cut], text[cut + 2 :]
+                                # Sql's fields in their declared order (ts, source, line, raw, request_id, name,
+                                # duration_ms, sql, binds, cached, source_location, pid): positional arguments cost half of keywords
                                 held[key] = _HeldSql(
                                     Sql(
-                                        ts=ts, source=source, line=lineno, raw=line, name=name, sql=text.strip(), binds=binds,
-                                        request_id=key if not key.startswith("pid") or key in opened else "", cached=is_cached,
-                                        duration_ms=duration_ms, pid=pid,
+                                        ts, source, lineno, line, key if not key.startswith("pid") or key in opened else "",
+                                        name, duration_ms, text.strip(), binds, is_cached, "", pid,
                                     ),
                                     lineno,
                                 )

@@ -29,7 +29,7 @@ from agent.parsers import lograge
 from agent.parsers.base import ANSI, NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
-    ACTIVEJOB_ERROR, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
+    ACTIVEJOB_ERROR, ACTIVEJOB_TAG, ACTIVEJOB_TAGGED_LINE, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
     NO_TAGS, ONE_TAG, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, STARTED_HEAD, USUAL_COMPLETED, UUIDISH,
     request_key, split_tags,
 )
@@ -213,6 +213,7 @@ class RailsParser(Parser):
         append = out.append
         feed = self.feed
         common = COMMON_LINE.match
+        activejob_tagged = ACTIVEJOB_TAGGED_LINE.match
         one_tag = ONE_TAG.match
         ansi_sub = ANSI.sub
         sql_match = SQL_HEAD.match
@@ -237,9 +238,9 @@ class RailsParser(Parser):
         unmarked = False
         for lineno, raw in enumerate(lines, first_lineno):
             line = ansi_sub("", raw) if "\x1b" in raw else raw
-            m = common(line)
+            m = common(line) or activejob_tagged(line)
             if m is not None:
-                second, fraction, pid, level, key = m.groups()
+                second, fraction, pid, level, key, msg = m.groups()
                 if second == second_key:
                     ts = second_epoch + float(fraction)
                 else:
@@ -247,7 +248,6 @@ class RailsParser(Parser):
                     if ts is not None:
                         second_key, second_epoch = second, ts - float(fraction)
                 if ts is not None:  # else feed reads the line (and finds no time either)
-                    msg = line[m.end() :]
                     if key is None:
                         key = f"pid{pid}.{seq.get(pid, 0)}"
                     last_ts = ts
@@ -349,6 +349,10 @@ class RailsParser(Parser):
                                 done.popitem(last=False)
                             append(event)
                             continue
+                    elif first == "E" and msg.startswith("Enqueued ") and msg[9:10] != "(" and "ms)  " not in msg:
+                        # ActiveJob's enqueue line: none of _message's shapes (EXCEPTION needs "Enqueued (",
+                        # SQL "ms)  "), so _message would make nothing of it and change nothing
+                        continue
                     elif first == " ":
                         body = msg.lstrip()
                         first = body[:1]
@@ -390,7 +394,11 @@ class RailsParser(Parser):
                                     lineno,
                                 )
                                 continue
-                    produced = self._message(msg, key, NO_TAGS if m.group(5) is None else [key], ts, pid, level, line, lineno, True)
+                    if m.group(5) is None:
+                        tags = NO_TAGS
+                    else:
+                        tags = [key, ACTIVEJOB_TAG] if m.re is ACTIVEJOB_TAGGED_LINE else [key]
+                    produced = self._message(msg, key, tags, ts, pid, level, line, lineno, True)
                     unmarked = False
                     if produced is not None:
                         append(produced)
@@ -570,7 +578,9 @@ class RailsParser(Parser):
                 return None
         if first.isupper() and "(" in body:
             m = EXCEPTION.match(body)
-            ended = HEADER_END.search(body) is not None
+            # the search for the header's end only where the header matched ("Enqueued X (Job ID: …"
+            # and most messages with a bracket do not)
+            ended = m is not None and HEADER_END.search(body) is not None
             if m is not None and (ended or level in ("FATAL", "ERROR") or self._expect_exception.pop(key, False)):
                 message = m.group(2)
                 closed = ended

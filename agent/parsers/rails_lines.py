@@ -12,11 +12,17 @@ PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
 #: the Logger prefix as Ruby's default formatter writes it: (second, ".fraction", pid, level).
 #: Only a shape the string slicing in RailsParser._split_prefix reads the same way.
 PLAIN_PREFIX = re.compile(r"[DIWEFAU], \[([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]{1,9}) #([0-9]+)\] +([A-Z]+) -- : ")
-#: the usual line's head, in one match: PLAIN_PREFIX's four groups, then (group 5) the
-#: request id when it is the line's only tag, read by feed's own rule (36 characters, "-"
-#: 9th), else None and no tag at all (a message starting "[" does not match). The message
-#: is the rest, from ``end()``. RailsParser.feed_lines reads such lines without ``feed``.
-COMMON_LINE = re.compile(PLAIN_PREFIX.pattern + r"(?:\[(.{8}-.{27})\] (?!\[)|(?!\[))", re.S)
+#: the usual line, in one match: PLAIN_PREFIX's four groups, then (group 5) the request id
+#: when it is the line's only tag, read by feed's own rule (36 characters, "-" 9th), else
+#: None and no tag at all (a message starting "[" does not match), then (group 6) the message,
+#: the rest of the line. RailsParser.feed_lines reads such lines without ``feed``.
+COMMON_LINE = re.compile(PLAIN_PREFIX.pattern + r"(?:\[(.{8}-.{27})\] (?!\[)|(?!\[))(.*)", re.S)
+#: COMMON_LINE's groups for a line tagged ``[<request id>] [ActiveJob] `` (ActiveJob's
+#: "Enqueued …" lines, written inside a request): the two tags feed's split_tags reads there
+#: (the first "]" closes the first tag), and request_key's choice of them, the first (a
+#: 36-character tag is never "ActiveJob", and "ActiveJob" is no UUID).
+ACTIVEJOB_TAGGED_LINE = re.compile(PLAIN_PREFIX.pattern + r"\[([^\]]{8}-[^\]]{27})\] \[ActiveJob\] (?!\[)(.*)", re.S)
+ACTIVEJOB_TAG = "ActiveJob"
 #: a line starting with one request tag and no other, by the same rule (no prefix before it)
 ONE_TAG = re.compile(r"\[(.{8}-.{27})\] (?!\[)", re.S)
 #: Processing's endpoint as one group: PROCESSING's "\1#\2" ([\w:]+ holds no "#")

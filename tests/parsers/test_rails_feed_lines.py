@@ -227,7 +227,8 @@ PREFIXES = [
     "I, [99999-05-01T12:00:00.123456 #1]  INFO -- : ",
     "",
 ]
-TAGS = ["", f"[{UID}] ", "[0d6e1a77-8b1d-4e7a-9c55-2b8f3f2c9a0e] ", f"[{UID}] [ActiveJob] ", "[GET] ", "[abc] ", f"[{UID}]", "[pid-x] ", "[]"]
+TAGS = ["", f"[{UID}] ", "[0d6e1a77-8b1d-4e7a-9c55-2b8f3f2c9a0e] ", f"[{UID}] [ActiveJob] ", "[pd6e1a77-8b1]-4e7a-9c55-2b8f3f2c9a0e] [ActiveJob] ",
+        f"[{UID}] [ActiveJob] [x] ", f"[{UID}] [ActiveJob]", "[ActiveJob] ", "[GET] ", "[abc] ", f"[{UID}]", "[pid-x] ", "[]"]
 MESSAGES = [
     'Started GET "/posts" for 1.2.3.4 at 2024-05-01 12:00:00 +0000',
     'Started POST "/p" for ::1 at nonsense',
@@ -285,6 +286,10 @@ MESSAGES = [
     "method=GET path=/posts format=html controller=PostsController action=index status=200 duration=58.33 view=40.43 db=15.26",
     '{"method":"GET","path":"/x","controller":"A","action":"b","status":200,"duration":1e999}',
     "Redirected to http://x/",
+    "Enqueued OkJob (Job ID: 1-2) to Sidekiq(default) with arguments: 1",
+    "Enqueued (Job ID: 1-2) to Sidekiq(default):",
+    "Enqueued X (3ms)  SELECT 1",
+    "Enqueued ",
     "random words here",
 ]
 @lru_cache(maxsize=None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from dataclasses import fields as dataclass_fields
 from operator import attrgetter
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -42,6 +43,30 @@ MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (count
 MAX_BACKTRACE = 20
 STALE_AFTER_LINES = 400  # a held record is emitted once this many lines passed without it
 ABSORBED, COMPLETED_BY_LINE, NOT_MINE = 1, 2, 3
+
+# Sql and Request built with positional arguments in feed_lines (keywords cost twice as much); a
+# keyword adapter takes over should a dataclass's field order ever change (as sidekiq.new_job).
+_SQL_ORDER = ("ts", "source", "line", "raw", "request_id", "name", "duration_ms", "sql", "binds", "cached", "source_location", "pid")
+_REQUEST_ORDER = (
+    "ts", "source", "line", "raw", "request_id", "method", "path", "endpoint", "status", "duration_ms",
+    "view_ms", "db_ms", "queries", "cached", "allocations", "error", "pid",
+)
+
+
+def _sql_by_keywords(*values: object) -> Sql:
+    return Sql(**dict(zip(_SQL_ORDER, values)))  # type: ignore[arg-type]
+
+
+def _request_by_keywords(*values: object) -> Request:
+    return Request(**dict(zip(_REQUEST_ORDER, values)))  # type: ignore[arg-type]
+
+
+def _in_order(cls: type, order: Tuple[str, ...]) -> bool:
+    return tuple(f.name for f in dataclass_fields(cls)) == order
+
+
+new_sql = Sql if _in_order(Sql, _SQL_ORDER) else _sql_by_keywords
+new_request = Request if _in_order(Request, _REQUEST_ORDER) else _request_by_keywords
 
 
 class _Open:
@@ -338,8 +363,7 @@ class RailsParser(Parser):
                                     n_cached = int(cached) if len(cached) < 16 else bounded_int(cached)
                                 if allocations is not None:
                                     n_allocations = int(allocations) if len(allocations) < 16 else bounded_int(allocations)
-                            # Request's fields in their declared order: positional arguments cost half of keywords
-                            event = Request(
+                            event = new_request(
                                 ts, source, lineno, line, key, req.method, req.path, req.endpoint, int(status),
                                 float(duration) if len(duration) < 16 else bounded_float(duration),
                                 view_ms, db_ms, n_queries, n_cached, n_allocations, "", pid,
@@ -384,10 +408,8 @@ class RailsParser(Parser):
                                 cut = text.rfind("  [")
                                 if cut > 0 and text.endswith("]"):
                                     text, binds = text[:cut], text[cut + 2 :]
-                                # Sql's fields in their declared order (ts, source, line, raw, request_id, name,
-                                # duration_ms, sql, binds, cached, source_location, pid): positional arguments cost half of keywords
                                 held[key] = _HeldSql(
-                                    Sql(
+                                    new_sql(
                                         ts, source, lineno, line, key if not key.startswith("pid") or key in opened else "",
                                         name, duration_ms, text.strip(), binds, is_cached, "", pid,
                                     ),

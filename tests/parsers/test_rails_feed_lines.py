@@ -330,3 +330,16 @@ LINE = st.one_of(
 @given(st.lists(LINE, max_size=120), st.sampled_from([RailsParser, LogrageParser]))
 def test_feed_lines_equals_feed_on_random_mixes(lines: List[str], parser_type: Type[RailsParser]) -> None:
     assert_same(parser_type, lines)
+
+
+def test_positional_event_builders_equal_keyword_construction() -> None:
+    """feed_lines builds Sql and Request positionally (rails.new_sql / new_request); the keyword
+    adapters that take over when a dataclass's fields move give the same event."""
+    from agent.parsers import rails
+
+    sql_values = (1.5, "s", 3, "raw", "rid", "Post Load", 0.3, "SELECT 1", "[]", True, "", "77")
+    request_values = (1.5, "s", 3, "raw", "rid", "GET", "/p", "A#b", 200, 5.0, 1.0, 2.0, 3, 1, 7, "", "77")
+    assert rails.new_sql is rails.Sql and rails.new_request is rails.Request  # the fields are in that order today
+    for build, adapter, values in ((rails.Sql, rails._sql_by_keywords, sql_values), (rails.Request, rails._request_by_keywords, request_values)):
+        assert dataclasses.asdict(build(*values)) == dataclasses.asdict(adapter(*values))
+        assert [getattr(adapter(*values), f.name) for f in dataclasses.fields(build)] == list(values)

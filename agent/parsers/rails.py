@@ -378,19 +378,21 @@ class RailsParser(Parser):
                         # SQL "ms)  "), so _message would make nothing of it and change nothing
                         continue
                     elif first == " ":
+                        at = msg.find("ms)  ")  # SQL's shape: without it, only the skips below apply
                         body = msg.lstrip()
                         first = body[:1]
                         if first == "R" and body.startswith(("Rendered ", "Rendering ", "Redirected to ")):
                             continue
-                        if first == "P" and body.startswith("Parameters: ") and "ms)  " not in msg:
-                            continue  # none of _message's shapes
-                        if first == "↳" or not body:
-                            pass  # a ↳ line no SQL line waits for, a blank FATAL line: _message
-                        elif "ms)  " in msg and not body.startswith(("Started ", "Processing by ", "Completed ")):
-                            # _sql and _hold. The part up to the first "ms)  " decides SQL's match when
-                            # the match ends there (no try of SQL's can end elsewhere without reading
-                            # past it), so such heads are remembered: a few hundred make most lines.
-                            head = msg[: msg.find("ms)  ") + 5]
+                        if at < 0:
+                            if first == "P" and body.startswith("Parameters: "):
+                                continue  # none of _message's shapes
+                            # else _message (a ↳ line no SQL line waits for, a blank FATAL line, …)
+                        elif first != "↳" and not body.startswith(("Started ", "Processing by ", "Completed ")):
+                            # _sql and _hold (body is not blank: it holds "ms)"). The part up to the first
+                            # "ms)  " decides SQL's match when the match ends there (no try of SQL's can end
+                            # elsewhere without reading past it), so such heads are remembered: a few
+                            # hundred make most lines.
+                            head = msg[: at + 5]
                             known = sql_heads.get(head)
                             if known is None:
                                 qm = sql_match(msg)
@@ -403,15 +405,17 @@ class RailsParser(Parser):
                                         sql_heads[head] = known
                             if known is not None:
                                 is_cached, name, duration_ms, end = known
-                                text = msg[end:]
-                                binds = ""
-                                cut = text.rfind("  [")
-                                if cut > 0 and text.endswith("]"):
-                                    text, binds = text[:cut], text[cut + 2 :]
+                                # _sql's split of the statement (msg[end:]) at its last "  [" (not at its
+                                # start) when it ends in "]", found in msg itself: one slice fewer
+                                cut = msg.rfind("  [", end + 1)
+                                if cut > 0 and msg[-1:] == "]":
+                                    statement, binds = msg[end:cut], msg[cut + 2 :]
+                                else:
+                                    statement, binds = msg[end:], ""
                                 held[key] = _HeldSql(
                                     new_sql(
                                         ts, source, lineno, line, key if not key.startswith("pid") or key in opened else "",
-                                        name, duration_ms, text.strip(), binds, is_cached, "", pid,
+                                        name, duration_ms, statement.strip(), binds, is_cached, "", pid,
                                     ),
                                     lineno,
                                 )

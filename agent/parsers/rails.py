@@ -39,6 +39,7 @@ from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
 MAX_REMEMBERED_MESSAGES = 1024  # Started / Processing messages whose reading feed_lines remembers
 MAX_SQL_HEADS = 4096  # SQL line heads (name, duration) feed_lines remembers
+MAX_REMEMBERED_COMPLETED = 4096  # Completed messages whose numbers feed_lines remembers
 MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
 MAX_BACKTRACE = 20
 STALE_AFTER_LINES = 400  # a held record is emitted once this many lines passed without it
@@ -67,6 +68,32 @@ def _in_order(cls: type, order: Tuple[str, ...]) -> bool:
 
 new_sql = Sql if _in_order(Sql, _SQL_ORDER) else _sql_by_keywords
 new_request = Request if _in_order(Request, _REQUEST_ORDER) else _request_by_keywords
+
+
+#: a Completed line's (status, duration_ms, view_ms, db_ms, queries, cached, allocations)
+CompletedNumbers = Tuple[Optional[object], ...]
+
+
+def _completed_numbers(msg: str) -> CompletedNumbers:
+    """A USUAL_COMPLETED message's numbers, as _completed and _read_additions read them; () for any
+    other message (feed's way reads it). A pure function of the text, so feed_lines remembers it."""
+    cm = USUAL_COMPLETED.fullmatch(msg)
+    if cm is None:
+        return ()
+    status, duration, views, db, queries, cached, allocations = cm.groups()
+    # bounded_float/bounded_int, without the call where the digits cannot pass MAX_VALUE
+    view_ms = db_ms = n_queries = n_cached = n_allocations = None
+    if db is not None:
+        db_ms = float(db) if len(db) < 16 else bounded_float(db)
+        if views is not None:
+            view_ms = float(views) if len(views) < 16 else bounded_float(views)
+        if queries is not None:
+            n_queries = int(queries) if len(queries) < 16 else bounded_int(queries)
+            n_cached = int(cached) if len(cached) < 16 else bounded_int(cached)
+        if allocations is not None:
+            n_allocations = int(allocations) if len(allocations) < 16 else bounded_int(allocations)
+    duration_ms = float(duration) if len(duration) < 16 else bounded_float(duration)
+    return (int(status), duration_ms, view_ms, db_ms, n_queries, n_cached, n_allocations)
 
 
 class _Open:
@@ -134,6 +161,7 @@ class RailsParser(Parser):
         self._second_epoch = 0.0
         self._endpoints: Dict[str, Optional[str]] = {}  # Processing message -> its endpoint (None: not one)
         self._started_of: Dict[str, Tuple[str, ...]] = {}  # Started message -> (method, path), () if not read
+        self._completed_of: Dict[str, CompletedNumbers] = {}  # Completed message -> its numbers, () if not USUAL_COMPLETED
         self._sql_heads: Dict[str, Tuple[bool, str, Optional[float], int]] = {}  # SQL line head -> (cached, name, duration_ms, end)
 
     # ----- sniffing -------------------------------------------------------------------
@@ -243,7 +271,7 @@ class RailsParser(Parser):
         ansi_sub = ANSI.sub
         sql_match = SQL_HEAD.match
         single_call_of = attrgetter("single_call")
-        completed_match = USUAL_COMPLETED.fullmatch
+        completed_of = self._completed_of
         processing_match = PROCESSING_ENDPOINT.match
         started_match = STARTED_HEAD.match
         held = self._held
@@ -346,26 +374,19 @@ class RailsParser(Parser):
                             req.endpoint = endpoint
                         continue
                     if first == "C":
-                        cm = completed_match(msg)
-                        if cm is not None:
-                            status, duration, views, db, queries, cached, allocations = cm.groups()
+                        numbers = completed_of.get(msg)
+                        if numbers is None:  # not seen lately: most Completed lines repeat one of a few thousand
+                            numbers = _completed_numbers(msg)
+                            if len(completed_of) >= MAX_REMEMBERED_COMPLETED:
+                                completed_of.clear()
+                            completed_of[msg] = numbers
+                        if numbers:
+                            status, duration_ms, view_ms, db_ms, n_queries, n_cached, n_allocations = numbers
                             req = opened.pop(key, None)
                             if req is None:
                                 req = _Open()
-                            # bounded_float/bounded_int, without the call where the digits cannot pass MAX_VALUE
-                            view_ms = db_ms = n_queries = n_cached = n_allocations = None
-                            if db is not None:
-                                db_ms = float(db) if len(db) < 16 else bounded_float(db)
-                                if views is not None:
-                                    view_ms = float(views) if len(views) < 16 else bounded_float(views)
-                                if queries is not None:
-                                    n_queries = int(queries) if len(queries) < 16 else bounded_int(queries)
-                                    n_cached = int(cached) if len(cached) < 16 else bounded_int(cached)
-                                if allocations is not None:
-                                    n_allocations = int(allocations) if len(allocations) < 16 else bounded_int(allocations)
                             event = new_request(
-                                ts, source, lineno, line, key, req.method, req.path, req.endpoint, int(status),
-                                float(duration) if len(duration) < 16 else bounded_float(duration),
+                                ts, source, lineno, line, key, req.method, req.path, req.endpoint, status, duration_ms,
                                 view_ms, db_ms, n_queries, n_cached, n_allocations, "", pid,
                             )
                             done[key] = req.endpoint

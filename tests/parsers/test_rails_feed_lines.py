@@ -343,3 +343,20 @@ def test_positional_event_builders_equal_keyword_construction() -> None:
     for build, adapter, values in ((rails.Sql, rails._sql_by_keywords, sql_values), (rails.Request, rails._request_by_keywords, request_values)):
         assert dataclasses.asdict(build(*values)) == dataclasses.asdict(adapter(*values))
         assert [getattr(adapter(*values), f.name) for f in dataclasses.fields(build)] == list(values)
+
+
+def test_feed_lines_equals_feed_when_its_memories_overflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What feed_lines remembers of messages (Started, Processing, Completed, SQL heads) is cleared
+    when full: with bounds of 3, every fixture still reads as feed reads it."""
+    from agent.parsers import rails
+
+    for bound in ("MAX_SQL_HEADS", "MAX_REMEMBERED_COMPLETED", "MAX_REMEMBERED_MESSAGES"):
+        monkeypatch.setattr(rails, bound, 3)
+    d = "D, [2024-05-01T12:00:00.{:06d} #7] DEBUG -- : [3f2c9a0e-8b1d-4e7a-9c55-2b8f0d6e1a7{}] "
+    made = []
+    for n in range(60):  # heads and Completed messages that come back after the memory was cleared
+        p = d.format(n, n % 3)
+        made += [p + f"  Post Load ({n % 7}.{n % 4}ms)  SELECT {n % 5}  [[\"id\", {n}]]", p + "  ↳ app/x.rb:1"]
+        made += [p + f"Completed 200 OK in {n % 6}ms (Views: {n % 5}.0ms | ActiveRecord: 1.{n % 4}ms (3 queries, 1 cached))"]
+    lines = made + [l for path, _ in rails_fixtures() for l in read(path)]
+    assert_same(RailsParser, lines)

@@ -31,7 +31,7 @@ from agent.parsers.base import ANSI, NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
     ACTIVEJOB_ERROR, ACTIVEJOB_TAG, ACTIVEJOB_TAGGED_LINE, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
-    NO_TAGS, ONE_TAG, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, STARTED_HEAD, USUAL_COMPLETED, UUIDISH,
+    NO_TAGS, ONE_TAG, PLAIN_PREFIX, PlainSecondClock, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, STARTED_HEAD, USUAL_COMPLETED, UUIDISH,
     request_key, split_tags,
 )
 from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
@@ -161,6 +161,7 @@ class RailsParser(Parser):
         self._second_epoch = 0.0
         self._endpoints: Dict[str, Optional[str]] = {}  # Processing message -> its endpoint (None: not one)
         self._started_of: Dict[str, Tuple[str, ...]] = {}  # Started message -> (method, path), () if not read
+        self._plain_clock = PlainSecondClock()  # feed_lines' reading of a new second
         self._completed_of: Dict[str, CompletedNumbers] = {}  # Completed message -> its numbers, () if not USUAL_COMPLETED
         self._sql_heads: Dict[str, Tuple[bool, str, Optional[float], int]] = {}  # SQL line head -> (cached, name, duration_ms, end)
 
@@ -272,6 +273,7 @@ class RailsParser(Parser):
         sql_match = SQL_HEAD.match
         single_call_of = attrgetter("single_call")
         completed_of = self._completed_of
+        plain_time = self._plain_clock.read
         processing_match = PROCESSING_ENDPOINT.match
         started_match = STARTED_HEAD.match
         held = self._held
@@ -297,7 +299,7 @@ class RailsParser(Parser):
                 if second == second_key:
                     ts = second_epoch + float(fraction)
                 else:
-                    ts = safe_iso(second + fraction)
+                    ts = plain_time(second, fraction)  # = safe_iso(second + fraction), as _split_prefix
                     if ts is not None:
                         second_key, second_epoch = second, ts - float(fraction)
                 if ts is not None:  # else feed reads the line (and finds no time either)

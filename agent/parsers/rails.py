@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from dataclasses import fields as dataclass_fields
 from operator import attrgetter
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -29,19 +30,70 @@ from agent.parsers import lograge
 from agent.parsers.base import ANSI, NOTHING, Parser, share, strip_ansi
 from agent.parsers.bullet import parse_bullet_block
 from agent.parsers.rails_lines import (
-    ACTIVEJOB_ERROR, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
-    NO_TAGS, ONE_TAG, PLAIN_PREFIX, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, STARTED_HEAD, USUAL_COMPLETED, UUIDISH,
+    ACTIVEJOB_ERROR, ACTIVEJOB_TAG, ACTIVEJOB_TAGGED_LINE, ADDITION, COMMON_LINE, COMPLETED, COMPLETED_RAILS30, EXCEPTION, FRAME, HEADER_END, MAX_MESSAGE_LINES,
+    NO_TAGS, ONE_TAG, PLAIN_PREFIX, PlainSecondClock, PREFIX, PROCESSING, PROCESSING_ENDPOINT, REAL_FRAME, SQL, SQL_HEAD, STARTED, STARTED_HEAD, USUAL_COMPLETED, UUIDISH,
     request_key, split_tags,
 )
 from agent.parsers.numbers import bounded_float, bounded_int, safe_iso
 
 MAX_OPEN_REQUESTS = 4096  # requests started but not completed that we remember
 MAX_REMEMBERED_MESSAGES = 1024  # Started / Processing messages whose reading feed_lines remembers
-MAX_SQL_HEADS = 4096  # SQL line heads (name, duration) feed_lines remembers
+MAX_SQL_HEADS = 8192  # SQL line heads (name, duration) feed_lines remembers (rails-debug has 7,191 distinct: 93% hits, 79% with 4,096)
+MAX_REMEMBERED_COMPLETED = 4096  # Completed messages whose numbers feed_lines remembers
 MAX_RECORD_LINES = 60  # a backtrace longer than this is cut in the event (counted as parsed)
 MAX_BACKTRACE = 20
 STALE_AFTER_LINES = 400  # a held record is emitted once this many lines passed without it
 ABSORBED, COMPLETED_BY_LINE, NOT_MINE = 1, 2, 3
+
+# Sql and Request built with positional arguments in feed_lines (keywords cost twice as much); a
+# keyword adapter takes over should a dataclass's field order ever change (as sidekiq.new_job).
+_SQL_ORDER = ("ts", "source", "line", "raw", "request_id", "name", "duration_ms", "sql", "binds", "cached", "source_location", "pid")
+_REQUEST_ORDER = (
+    "ts", "source", "line", "raw", "request_id", "method", "path", "endpoint", "status", "duration_ms",
+    "view_ms", "db_ms", "queries", "cached", "allocations", "error", "pid",
+)
+
+
+def _sql_by_keywords(*values: object) -> Sql:
+    return Sql(**dict(zip(_SQL_ORDER, values)))  # type: ignore[arg-type]
+
+
+def _request_by_keywords(*values: object) -> Request:
+    return Request(**dict(zip(_REQUEST_ORDER, values)))  # type: ignore[arg-type]
+
+
+def _in_order(cls: type, order: Tuple[str, ...]) -> bool:
+    return tuple(f.name for f in dataclass_fields(cls)) == order
+
+
+new_sql = Sql if _in_order(Sql, _SQL_ORDER) else _sql_by_keywords
+new_request = Request if _in_order(Request, _REQUEST_ORDER) else _request_by_keywords
+
+
+#: a Completed line's (status, duration_ms, view_ms, db_ms, queries, cached, allocations)
+CompletedNumbers = Tuple[Optional[object], ...]
+
+
+def _completed_numbers(msg: str) -> CompletedNumbers:
+    """A USUAL_COMPLETED message's numbers, as _completed and _read_additions read them; () for any
+    other message (feed's way reads it). A pure function of the text, so feed_lines remembers it."""
+    cm = USUAL_COMPLETED.fullmatch(msg)
+    if cm is None:
+        return ()
+    status, duration, views, db, queries, cached, allocations = cm.groups()
+    # bounded_float/bounded_int, without the call where the digits cannot pass MAX_VALUE
+    view_ms = db_ms = n_queries = n_cached = n_allocations = None
+    if db is not None:
+        db_ms = float(db) if len(db) < 16 else bounded_float(db)
+        if views is not None:
+            view_ms = float(views) if len(views) < 16 else bounded_float(views)
+        if queries is not None:
+            n_queries = int(queries) if len(queries) < 16 else bounded_int(queries)
+            n_cached = int(cached) if len(cached) < 16 else bounded_int(cached)
+        if allocations is not None:
+            n_allocations = int(allocations) if len(allocations) < 16 else bounded_int(allocations)
+    duration_ms = float(duration) if len(duration) < 16 else bounded_float(duration)
+    return (int(status), duration_ms, view_ms, db_ms, n_queries, n_cached, n_allocations)
 
 
 class _Open:
@@ -81,13 +133,15 @@ class _HeldSql(_Held):
     made without the exception-only ones (lines, frames), which nothing reads for a Sql."""
 
     __slots__ = ()
+    # a held SQL line is never any of these (only exceptions and Bullet warnings set them): class
+    # attributes, read through the instance, so that making one sets two slots instead of five
+    message_open = False
+    single_call = False
+    in_pieces = False
 
     def __init__(self, event: Sql, lineno: int) -> None:  # noqa: super().__init__ not called on purpose
         self.event = event
-        self.message_open = False
         self.last_lineno = lineno
-        self.single_call = False
-        self.in_pieces = False
 
 
 class RailsParser(Parser):
@@ -107,6 +161,8 @@ class RailsParser(Parser):
         self._second_epoch = 0.0
         self._endpoints: Dict[str, Optional[str]] = {}  # Processing message -> its endpoint (None: not one)
         self._started_of: Dict[str, Tuple[str, ...]] = {}  # Started message -> (method, path), () if not read
+        self._plain_clock = PlainSecondClock()  # feed_lines' reading of a new second
+        self._completed_of: Dict[str, CompletedNumbers] = {}  # Completed message -> its numbers, () if not USUAL_COMPLETED
         self._sql_heads: Dict[str, Tuple[bool, str, Optional[float], int]] = {}  # SQL line head -> (cached, name, duration_ms, end)
 
     # ----- sniffing -------------------------------------------------------------------
@@ -211,11 +267,13 @@ class RailsParser(Parser):
         append = out.append
         feed = self.feed
         common = COMMON_LINE.match
+        activejob_tagged = ACTIVEJOB_TAGGED_LINE.match
         one_tag = ONE_TAG.match
         ansi_sub = ANSI.sub
         sql_match = SQL_HEAD.match
         single_call_of = attrgetter("single_call")
-        completed_match = USUAL_COMPLETED.fullmatch
+        completed_of = self._completed_of
+        plain_time = self._plain_clock.read
         processing_match = PROCESSING_ENDPOINT.match
         started_match = STARTED_HEAD.match
         held = self._held
@@ -235,17 +293,16 @@ class RailsParser(Parser):
         unmarked = False
         for lineno, raw in enumerate(lines, first_lineno):
             line = ansi_sub("", raw) if "\x1b" in raw else raw
-            m = common(line)
+            m = common(line) or activejob_tagged(line)
             if m is not None:
-                second, fraction, pid, level, key = m.groups()
+                second, fraction, pid, level, key, msg = m.groups()
                 if second == second_key:
                     ts = second_epoch + float(fraction)
                 else:
-                    ts = safe_iso(second + fraction)
+                    ts = plain_time(second, fraction)  # = safe_iso(second + fraction), as _split_prefix
                     if ts is not None:
                         second_key, second_epoch = second, ts - float(fraction)
                 if ts is not None:  # else feed reads the line (and finds no time either)
-                    msg = line[m.end() :]
                     if key is None:
                         key = f"pid{pid}.{seq.get(pid, 0)}"
                     last_ts = ts
@@ -319,46 +376,46 @@ class RailsParser(Parser):
                             req.endpoint = endpoint
                         continue
                     if first == "C":
-                        cm = completed_match(msg)
-                        if cm is not None:
-                            status, duration, views, db, queries, cached, allocations = cm.groups()
+                        numbers = completed_of.get(msg)
+                        if numbers is None:  # not seen lately: most Completed lines repeat one of a few thousand
+                            numbers = _completed_numbers(msg)
+                            if len(completed_of) >= MAX_REMEMBERED_COMPLETED:
+                                completed_of.clear()
+                            completed_of[msg] = numbers
+                        if numbers:
+                            status, duration_ms, view_ms, db_ms, n_queries, n_cached, n_allocations = numbers
                             req = opened.pop(key, None)
                             if req is None:
                                 req = _Open()
-                            # bounded_float/bounded_int, without the call where the digits cannot pass MAX_VALUE
-                            event = Request(
-                                ts=ts, source=source, line=lineno, raw=line, request_id=key, method=req.method, path=req.path,
-                                endpoint=req.endpoint, status=int(status), pid=pid,
-                                duration_ms=float(duration) if len(duration) < 16 else bounded_float(duration),
+                            event = new_request(
+                                ts, source, lineno, line, key, req.method, req.path, req.endpoint, status, duration_ms,
+                                view_ms, db_ms, n_queries, n_cached, n_allocations, "", pid,
                             )
-                            if db is not None:
-                                event.db_ms = float(db) if len(db) < 16 else bounded_float(db)
-                                if views is not None:
-                                    event.view_ms = float(views) if len(views) < 16 else bounded_float(views)
-                                if queries is not None:
-                                    event.queries = int(queries) if len(queries) < 16 else bounded_int(queries)
-                                    event.cached = int(cached) if len(cached) < 16 else bounded_int(cached)
-                                if allocations is not None:
-                                    event.allocations = int(allocations) if len(allocations) < 16 else bounded_int(allocations)
                             done[key] = req.endpoint
                             if len(done) > 1024:
                                 done.popitem(last=False)
                             append(event)
                             continue
+                    elif first == "E" and msg.startswith("Enqueued ") and msg[9:10] != "(" and "ms)  " not in msg:
+                        # ActiveJob's enqueue line: none of _message's shapes (EXCEPTION needs "Enqueued (",
+                        # SQL "ms)  "), so _message would make nothing of it and change nothing
+                        continue
                     elif first == " ":
+                        at = msg.find("ms)  ")  # SQL's shape: without it, only the skips below apply
                         body = msg.lstrip()
                         first = body[:1]
                         if first == "R" and body.startswith(("Rendered ", "Rendering ", "Redirected to ")):
                             continue
-                        if first == "P" and body.startswith("Parameters: ") and "ms)  " not in msg:
-                            continue  # none of _message's shapes
-                        if first == "↳" or not body:
-                            pass  # a ↳ line no SQL line waits for, a blank FATAL line: _message
-                        elif "ms)  " in msg and not body.startswith(("Started ", "Processing by ", "Completed ")):
-                            # _sql and _hold. The part up to the first "ms)  " decides SQL's match when
-                            # the match ends there (no try of SQL's can end elsewhere without reading
-                            # past it), so such heads are remembered: a few hundred make most lines.
-                            head = msg[: msg.find("ms)  ") + 5]
+                        if at < 0:
+                            if first == "P" and body.startswith("Parameters: "):
+                                continue  # none of _message's shapes
+                            # else _message (a ↳ line no SQL line waits for, a blank FATAL line, …)
+                        elif first != "↳" and not body.startswith(("Started ", "Processing by ", "Completed ")):
+                            # _sql and _hold (body is not blank: it holds "ms)"). The part up to the first
+                            # "ms)  " decides SQL's match when the match ends there (no try of SQL's can end
+                            # elsewhere without reading past it), so such heads are remembered: a few
+                            # hundred make most lines.
+                            head = msg[: at + 5]
                             known = sql_heads.get(head)
                             if known is None:
                                 qm = sql_match(msg)
@@ -371,21 +428,26 @@ class RailsParser(Parser):
                                         sql_heads[head] = known
                             if known is not None:
                                 is_cached, name, duration_ms, end = known
-                                text = msg[end:]
-                                binds = ""
-                                cut = text.rfind("  [")
-                                if cut > 0 and text.endswith("]"):
-                                    text, binds = text[:cut], text[cut + 2 :]
+                                # _sql's split of the statement (msg[end:]) at its last "  [" (not at its
+                                # start) when it ends in "]", found in msg itself: one slice fewer
+                                cut = msg.rfind("  [", end + 1)
+                                if cut > 0 and msg[-1:] == "]":
+                                    statement, binds = msg[end:cut], msg[cut + 2 :]
+                                else:
+                                    statement, binds = msg[end:], ""
                                 held[key] = _HeldSql(
-                                    Sql(
-                                        ts=ts, source=source, line=lineno, raw=line, name=name, sql=text.strip(), binds=binds,
-                                        request_id=key if not key.startswith("pid") or key in opened else "", cached=is_cached,
-                                        duration_ms=duration_ms, pid=pid,
+                                    new_sql(
+                                        ts, source, lineno, line, key if not key.startswith("pid") or key in opened else "",
+                                        name, duration_ms, statement.strip(), binds, is_cached, "", pid,
                                     ),
                                     lineno,
                                 )
                                 continue
-                    produced = self._message(msg, key, NO_TAGS if m.group(5) is None else [key], ts, pid, level, line, lineno, True)
+                    if m.group(5) is None:
+                        tags = NO_TAGS
+                    else:
+                        tags = [key, ACTIVEJOB_TAG] if m.re is ACTIVEJOB_TAGGED_LINE else [key]
+                    produced = self._message(msg, key, tags, ts, pid, level, line, lineno, True)
                     unmarked = False
                     if produced is not None:
                         append(produced)
@@ -565,7 +627,9 @@ class RailsParser(Parser):
                 return None
         if first.isupper() and "(" in body:
             m = EXCEPTION.match(body)
-            ended = HEADER_END.search(body) is not None
+            # the search for the header's end only where the header matched ("Enqueued X (Job ID: …"
+            # and most messages with a bracket do not)
+            ended = m is not None and HEADER_END.search(body) is not None
             if m is not None and (ended or level in ("FATAL", "ERROR") or self._expect_exception.pop(key, False)):
                 message = m.group(2)
                 closed = ended

@@ -227,7 +227,8 @@ PREFIXES = [
     "I, [99999-05-01T12:00:00.123456 #1]  INFO -- : ",
     "",
 ]
-TAGS = ["", f"[{UID}] ", "[0d6e1a77-8b1d-4e7a-9c55-2b8f3f2c9a0e] ", f"[{UID}] [ActiveJob] ", "[GET] ", "[abc] ", f"[{UID}]", "[pid-x] ", "[]"]
+TAGS = ["", f"[{UID}] ", "[0d6e1a77-8b1d-4e7a-9c55-2b8f3f2c9a0e] ", f"[{UID}] [ActiveJob] ", "[pd6e1a77-8b1]-4e7a-9c55-2b8f3f2c9a0e] [ActiveJob] ",
+        f"[{UID}] [ActiveJob] [x] ", f"[{UID}] [ActiveJob]", "[ActiveJob] ", "[GET] ", "[abc] ", f"[{UID}]", "[pid-x] ", "[]"]
 MESSAGES = [
     'Started GET "/posts" for 1.2.3.4 at 2024-05-01 12:00:00 +0000',
     'Started POST "/p" for ::1 at nonsense',
@@ -285,6 +286,10 @@ MESSAGES = [
     "method=GET path=/posts format=html controller=PostsController action=index status=200 duration=58.33 view=40.43 db=15.26",
     '{"method":"GET","path":"/x","controller":"A","action":"b","status":200,"duration":1e999}',
     "Redirected to http://x/",
+    "Enqueued OkJob (Job ID: 1-2) to Sidekiq(default) with arguments: 1",
+    "Enqueued (Job ID: 1-2) to Sidekiq(default):",
+    "Enqueued X (3ms)  SELECT 1",
+    "Enqueued ",
     "random words here",
 ]
 @lru_cache(maxsize=None)
@@ -325,3 +330,33 @@ LINE = st.one_of(
 @given(st.lists(LINE, max_size=120), st.sampled_from([RailsParser, LogrageParser]))
 def test_feed_lines_equals_feed_on_random_mixes(lines: List[str], parser_type: Type[RailsParser]) -> None:
     assert_same(parser_type, lines)
+
+
+def test_positional_event_builders_equal_keyword_construction() -> None:
+    """feed_lines builds Sql and Request positionally (rails.new_sql / new_request); the keyword
+    adapters that take over when a dataclass's fields move give the same event."""
+    from agent.parsers import rails
+
+    sql_values = (1.5, "s", 3, "raw", "rid", "Post Load", 0.3, "SELECT 1", "[]", True, "", "77")
+    request_values = (1.5, "s", 3, "raw", "rid", "GET", "/p", "A#b", 200, 5.0, 1.0, 2.0, 3, 1, 7, "", "77")
+    assert rails.new_sql is rails.Sql and rails.new_request is rails.Request  # the fields are in that order today
+    for build, adapter, values in ((rails.Sql, rails._sql_by_keywords, sql_values), (rails.Request, rails._request_by_keywords, request_values)):
+        assert dataclasses.asdict(build(*values)) == dataclasses.asdict(adapter(*values))
+        assert [getattr(adapter(*values), f.name) for f in dataclasses.fields(build)] == list(values)
+
+
+def test_feed_lines_equals_feed_when_its_memories_overflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What feed_lines remembers of messages (Started, Processing, Completed, SQL heads) is cleared
+    when full: with bounds of 3, every fixture still reads as feed reads it."""
+    from agent.parsers import rails
+
+    for bound in ("MAX_SQL_HEADS", "MAX_REMEMBERED_COMPLETED", "MAX_REMEMBERED_MESSAGES"):
+        monkeypatch.setattr(rails, bound, 3)
+    d = "D, [2024-05-01T12:00:00.{:06d} #7] DEBUG -- : [3f2c9a0e-8b1d-4e7a-9c55-2b8f0d6e1a7{}] "
+    made = []
+    for n in range(60):  # heads and Completed messages that come back after the memory was cleared
+        p = d.format(n, n % 3)
+        made += [p + f"  Post Load ({n % 7}.{n % 4}ms)  SELECT {n % 5}  [[\"id\", {n}]]", p + "  ↳ app/x.rb:1"]
+        made += [p + f"Completed 200 OK in {n % 6}ms (Views: {n % 5}.0ms | ActiveRecord: 1.{n % 4}ms (3 queries, 1 cached))"]
+    lines = made + [l for path, _ in rails_fixtures() for l in read(path)]
+    assert_same(RailsParser, lines)

@@ -5,9 +5,10 @@ for where each format comes from.
 """
 from __future__ import annotations
 
-import calendar
 import re
 from typing import List, Optional, Tuple
+
+from agent.timeparse import day_epoch
 
 PREFIX = re.compile(r"([DIWEFAU]), \[(\S+) #(\d+)\] *([A-Z]+) -- [^:]*: ")
 #: the Logger prefix as Ruby's default formatter writes it: (second, ".fraction", pid, level).
@@ -78,7 +79,7 @@ class PlainSecondClock:
     def read(self, second: str, fraction: str) -> Optional[float]:
         day = second[:10]
         if day != self._day:
-            self._day, self._day_epoch = day, _day_epoch(day)
+            self._day, self._day_epoch = day, day_epoch(day)
         epoch = self._day_epoch
         hour, minute, sec = int(second[11:13]), int(second[14:16]), int(second[17:19])
         if epoch is None or hour > 23 or minute > 59 or sec > 60:
@@ -86,14 +87,6 @@ class PlainSecondClock:
         digits = fraction[1:]
         # parse_iso: float(calendar.timegm(fields)) + int(frac) / 10 ** len(frac); timegm is linear in the time of day
         return float(epoch + hour * 3600 + minute * 60 + sec) + int(digits) / 10 ** len(digits)
-
-
-def _day_epoch(day: str) -> Optional[int]:
-    """Midnight UTC of "YYYY-MM-DD" as calendar.timegm gives it; None where parse_iso's _valid refuses the date."""
-    year, month, mday = int(day[:4]), int(day[5:7]), int(day[8:10])
-    if not (1 <= month <= 12 and 1 <= year) or not 1 <= mday <= calendar.monthrange(year, month)[1]:
-        return None
-    return calendar.timegm((year, month, mday, 0, 0, 0, 0, 0, 0))
 
 
 def split_tags(msg: str) -> Tuple[List[str], str]:

@@ -202,7 +202,8 @@ class SidekiqParser(SidekiqErrorGrouping):
                             pid, tid, job_class, jid = pid4, tid4, class4, jid4
                         if seconds4 is not None:  # "done: 0.123 sec" (4.x/5.x), whatever elapsed= said
                             elapsed_text = seconds4
-                        if "\n" not in line and "\x1b" not in line and (not records or ((pid, tid) not in records and lineno % 64)):
+                        if ("\n" not in line and "\x1b" not in line and (not records or ((pid, tid) not in records and lineno % 64))
+                                and seconds[:2] <= "60" and len(seconds) <= 12):  # plain_seconds, inlined
                             elapsed = None if elapsed_text is None else float(elapsed_text)  # = bounded_float: at most 15 digits
                             last_ts = ts = base + float(seconds)
                             last_pid = pid

@@ -11,12 +11,12 @@ caches the time of the last stamps read.
 """
 from __future__ import annotations
 
-import calendar
 import json
 import re
 from typing import Dict, Optional, Tuple
 
 from agent.parsers.numbers import bounded_float, safe_iso
+from agent.timeparse import day_epoch
 
 STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z"
 # [time ](pid=P tid=T | P TID-T)<context> LEVEL: message   (4.x to 7.x), read in two steps: HEAD up to
@@ -316,6 +316,10 @@ class StampClock:
         """The time of a text ``STAMP`` matched whole (as in the prefix regexes)."""
         if stamp == self._stamp:
             return self._value
+        if not plain_seconds(stamp[17:-1]):
+            value = safe_iso(stamp)  # a second past 60 (refused), or more fraction digits than it reads
+            self._stamp, self._value = stamp, value
+            return value
         minute = stamp[:16]
         if minute != self._minute:
             self._minute = minute
@@ -329,19 +333,17 @@ class StampClock:
     def minute_epoch(self, stamp: str) -> Optional[float]:
         """Epoch of the minute of a text that starts like a ``STAMP`` ("2024-05-01T12:00", digits checked
         by the caller); None for a date ``parse_iso`` rejects. ``read_stamp`` is this + ``float(stamp[17:-1])``."""
-        day = self._day_of(stamp[:10])
-        # calendar.timegm is linear in the time of day: the day's epoch + the seconds into it
-        return None if day is None else float(day + int(stamp[11:13]) * 3600 + int(stamp[14:16]) * 60)
-
-    def _day_of(self, day: str) -> Optional[int]:
-        """Epoch of ``YYYY-MM-DD`` at midnight UTC, None for a date ``parse_iso`` rejects."""
+        day = stamp[:10]
         if day != self._day:
-            year, month, mday = int(day[:4]), int(day[5:7]), int(day[8:10])
-            try:
-                epoch: Optional[int] = calendar.timegm((year, month, mday, 0, 0, 0, 0, 0, 0))
-            except (ValueError, OverflowError):
-                epoch = None
-            if not (1 <= month <= 12 and 1 <= mday <= 31):
-                epoch = None
-            self._day, self._day_epoch = day, epoch
-        return self._day_epoch
+            self._day, self._day_epoch = day, day_epoch(day)
+        hour, minute = int(stamp[11:13]), int(stamp[14:16])
+        if self._day_epoch is None or hour > 23 or minute > 59:
+            return None
+        # calendar.timegm is linear in the time of day: the day's epoch + the seconds into it
+        return float(self._day_epoch + hour * 3600 + minute * 60)
+
+
+def plain_seconds(seconds: str) -> bool:
+    """"SS" or "SS.fff" (digits checked by the caller) that ``float`` reads as ``parse_iso`` does: a
+    second parse_iso accepts (up to 60, a leap second) and at most the 9 fraction digits it reads."""
+    return seconds[:2] <= "60" and len(seconds) <= 12

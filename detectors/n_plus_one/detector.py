@@ -203,17 +203,17 @@ class NPlusOneDetector(Detector):
     def _sql(self, e: Sql, key: str = "") -> None:
         """A debug statement, or (with ``key``) a tagged Postgres statement and its request key."""
         # hot path (every debug SQL line): keep attribute lookups and allocations low
-        if e.name in _SKIP_NAMES or e.ts is None:
+        ts = e.ts
+        if ts is None or e.name in _SKIP_NAMES:
             return
         rid = "" if key else e.request_id  # a tagged statement's group is split by silence too
         key = key or rid or f"orphan:{e.source}:{e.pid}"
-        opened = self._open
-        req = opened.get(key)
-        if req is None or (not rid and req.last_ts is not None and e.ts - req.last_ts > self.s.orphan_gap_s):
+        req = self._open.get(key)
+        if req is None or (not rid and req.last_ts is not None and ts - req.last_ts > self.s.orphan_gap_s):
             req = self._open_request(key, e)
             if key.startswith(TAGGED_KEY):
                 req.request_id = e.request_id
-        req.last_ts = e.ts
+        req.last_ts = ts
         shape = self._fp.shape(e.sql)
         kind = shape.kind
         if kind == "transaction":
@@ -224,8 +224,9 @@ class NPlusOneDetector(Detector):
             req.cached += 1
             return
         req.queries += 1
-        if e.duration_ms:
-            req.db_ms += e.duration_ms
+        duration_ms = e.duration_ms
+        if duration_ms:
+            req.db_ms += duration_ms
         if kind == "other" or (kind == "write" and not self.s.include_writes):
             return
         limit = shape.limit
@@ -234,14 +235,15 @@ class NPlusOneDetector(Detector):
             m = _LIMIT_BIND.search(binds)
             limit = int(m.group(1)) if m else None
         if shape.in_list_max > 1 or (limit is not None and limit >= self.s.batch_limit_min):
-            req.remember_source(e, shape)  # a batched load: a fine parent, never a repeat
+            req.source_event, req.source_shape = e, shape  # req.remember_source: a batched load is a fine parent, never a repeat
             return
-        group = req.groups.get(shape.fingerprint)
+        groups = req.groups
+        group = groups.get(shape.fingerprint)
         if group is None:
-            if len(req.groups) >= self.s.max_groups_per_request:
+            if len(groups) >= self.s.max_groups_per_request:
                 return
             # the first statement's binds name the association (parsed if the group turns out repeated)
-            group = req.groups[shape.fingerprint] = Group(shape, e, binds, req.source_event, req.source_shape)
+            group = groups[shape.fingerprint] = Group(shape, e, binds, req.source_event, req.source_shape)
         group.add(e)
         if kind == "load":
             req.source_event, req.source_shape = e, shape

@@ -45,16 +45,20 @@ class Group:
         self.locations: Dict[str, int] = {}
 
     def add(self, e: Sql) -> None:
+        # hot path (every repeatable statement): each field of ``e`` read once
         self.count += 1
-        if e.duration_ms:
-            self.total_ms += e.duration_ms
-        if e.binds or ("?" not in e.sql and "$" not in e.sql):
-            if len(self.identities) < MAX_IDENTITIES:
-                self.identities.add((e.sql, e.binds))
+        duration_ms, sql, binds = e.duration_ms, e.sql, e.binds
+        if duration_ms:
+            self.total_ms += duration_ms
+        if binds or ("?" not in sql and "$" not in sql):
+            identities = self.identities
+            if len(identities) < MAX_IDENTITIES:
+                identities.add((sql, binds))
         else:
             self.unlogged += 1
-        if len(self.examples) < 2:
-            self.examples.append(e)
+        examples = self.examples
+        if len(examples) < 2:
+            examples.append(e)
         loc = e.source_location
         if loc:
             locations = self.locations

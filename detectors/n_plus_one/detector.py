@@ -331,7 +331,9 @@ class NPlusOneDetector(Detector):
         else:
             histories.move_to_end(endpoint)
         if req is not None:
-            repeated = [g for g in req.groups.values() if self._qualifies(g)]
+            # a group below both repeat floors cannot qualify (most groups: one statement each)
+            fewest = min(s.min_repeats, s.min_repeats_aggregate)
+            repeated = [g for g in req.groups.values() if g.count >= fewest and self._qualifies(g)]
             if repeated:
                 self._note_n_plus_one(endpoint, repeated, req, r, ts, history)
             history.append((ts, req.queries > 0))

@@ -235,7 +235,7 @@ class NPlusOneDetector(Detector):
             m = _LIMIT_BIND.search(binds)
             limit = int(m.group(1)) if m else None
         if shape.in_list_max > 1 or (limit is not None and limit >= self.s.batch_limit_min):
-            req.source_event, req.source_shape = e, shape  # req.remember_source: a batched load is a fine parent, never a repeat
+            req.remember_source(e, shape)  # a batched load: a fine parent, never a repeat
             return
         groups = req.groups
         group = groups.get(shape.fingerprint)

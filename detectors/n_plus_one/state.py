@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from agent.events import Bullet, Evidence, Request, Sql
 from detectors.shared.deploys import DeployMarker
@@ -79,6 +79,19 @@ class Group:
         return len(self.identities) + self.unlogged
 
 
+#: a shape's first statement in a request, waiting for a second one before it becomes a ``Group``
+#: (most shapes run once per request): ``Group``'s arguments (shape, first, raw_binds,
+#: source_event, source_shape), the first statement not yet added
+FirstStatement = Tuple[SqlShape, Sql, str, Optional[Sql], Optional[SqlShape]]
+
+
+def group_of(first: FirstStatement) -> Group:
+    """The ``Group`` a shape's first statement would have made, that statement added."""
+    group = Group(*first)
+    group.add(first[1])
+    return group
+
+
 class OpenRequest:
     __slots__ = ("key", "request_id", "first_ts", "last_ts", "groups", "queries", "cached", "db_ms", "tags",
                  "source_event", "source_shape", "source")
@@ -89,7 +102,7 @@ class OpenRequest:
         self.request_id = "" if key.startswith("orphan:") else key
         self.first_ts = ts
         self.last_ts = ts
-        self.groups: Dict[str, Group] = {}
+        self.groups: Dict[str, Union[Group, FirstStatement]] = {}  # by fingerprint; see FirstStatement
         self.queries = 0  # round trips (CACHE hits excluded)
         self.cached = 0
         self.db_ms = 0.0

@@ -69,10 +69,12 @@ class Pipeline:
     def feed_batch(self, events: Sequence[Event]) -> List[Finding]:
         """Feed events in order; the same as ``feed`` on each, without a call per event."""
         out: List[Finding] = []
-        by_kind = self._by_kind
+        by_kind = self._by_kind  # one dict for the run: _disable replaces its lists, never the dict
         high_water = self.high_water
         next_flush = self._next_flush
         every = self.flush_every
+        jump = self._jump  # likewise cleared and appended in place, never replaced
+        max_jump, min_jump = MAX_JUMP_S, -MAX_JUMP_S
         for member in self._batch_fed:
             for index, exc in member.feed_batch(events):  # type: ignore[attr-defined]
                 self._failed(member, exc, events[index], self.events + index)
@@ -87,19 +89,26 @@ class Pipeline:
             ts = event.ts
             if ts is None:
                 continue
-            if high_water is not None and abs(ts - high_water) > MAX_JUMP_S:
-                jump = self._jump
-                if jump and abs(ts - jump[-1]) > MAX_JUMP_S:
-                    jump.clear()  # not the same new time as the events before it
-                jump.append(ts)
-                if len(jump) < CONFIRM_JUMP:
-                    continue  # fed to the detectors, but it does not move the clock (yet)
-                high_water = next_flush = None  # confirmed: the stream really is at another time
-                jump.clear()
-            elif self._jump:
-                self._jump.clear()
-            if high_water is None or ts > high_water:
+            # the clock (see MAX_JUMP_S); hot path: one subtraction, no abs() call
+            if high_water is None:
+                if jump:
+                    jump.clear()
                 high_water = ts
+            else:
+                step = ts - high_water
+                if step > max_jump or step < min_jump:  # abs(ts - high_water) > MAX_JUMP_S
+                    if jump and abs(ts - jump[-1]) > max_jump:
+                        jump.clear()  # not the same new time as the events before it
+                    jump.append(ts)
+                    if len(jump) < CONFIRM_JUMP:
+                        continue  # fed to the detectors, but it does not move the clock (yet)
+                    jump.clear()  # confirmed: the stream really is at another time
+                    high_water, next_flush = ts, None
+                else:
+                    if jump:
+                        jump.clear()
+                    if ts > high_water:
+                        high_water = ts
             if next_flush is None:
                 next_flush = ts + every
             elif ts >= next_flush:

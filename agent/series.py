@@ -65,72 +65,96 @@ class SeriesCollector:
     def feed_batch(self, events: Sequence[Event]) -> List[Tuple[int, Exception]]:
         """``feed`` on each event of the batch in one loop: the pipeline hands the collector
         whole batches (no call per event). An event it cannot count (a non-numeric field,
-        say) is skipped and returned as (its index, the exception), for the pipeline to report."""
+        say) is skipped and returned as (its index, the exception), for the pipeline to report.
+
+        Hot path (every request and job line). The first/last times live in locals, stored
+        back before ``_extend`` (which reads them) and when the loop ends; width, bucket range
+        and cached bucket are reloaded after any call that may change them (``_index``,
+        ``_extend``). An event in the cached bucket skips the bucket arithmetic: ``ts // width``
+        is that bucket exactly when ``start <= ts < start + width``. ``PlainSeries`` in
+        tests/test_series_cache.py (``_index``/``_slot`` per event) is the reference."""
         skipped: List[Tuple[int, Exception]] = []
         kinds = self.kinds
-        for position, event in enumerate(events):
-            # hot path (every request and job line): the bucket index and the slots of the
-            # current bucket are looked up inline; _index/_slot only when the bucket changes
-            kind = event.kind
-            if kind not in kinds:
-                continue
-            try:
-                ts = event.ts
-                if ts is None:
+        deploys = self.deploys
+        cached_requests, cached_errors, cached_jobs = self._cached_requests, self._cached_errors, self._cached_jobs
+        first, last = self.first_ts, self.last_ts
+        width, lo, hi, cached_idx = self.width, self._lo, self._hi, self._cached_idx
+        start = end = 0  # the cached bucket's time range; empty while there is none
+        if cached_idx is not None:
+            start = cached_idx * width
+            end = start + width
+        try:
+            for position, event in enumerate(events):
+                kind = event.kind
+                if kind not in kinds:
                     continue
-                if kind == "deploy":
-                    if len(self.deploys) < MAX_DEPLOYS:
-                        self.deploys.append((ts, getattr(event, "revision", "")))
-                    continue
-                first = self.first_ts
-                if first is None:
-                    idx = self._index(ts)
-                else:  # _index inlined
-                    if ts < first:
-                        self.first_ts = ts
-                    elif ts > self.last_ts:  # type: ignore[operator]
-                        self.last_ts = ts
-                    idx = int(ts // self.width)
-                    if idx < self._lo or idx > self._hi:  # type: ignore[operator]
-                        idx = self._extend(ts, idx)
-                if idx != self._cached_idx:
-                    self._forget_cached(idx)
-                if kind == "request":
-                    cached = self._cached_requests
-                    status = event.status  # type: ignore[attr-defined]
-                    is_5xx = 1.0 if status is not None and status >= 500 else 0.0
-                    db_ms = event.db_ms  # type: ignore[attr-defined]
-                    queries = event.queries  # type: ignore[attr-defined]
-                    for key in (ALL, event.endpoint):  # type: ignore[attr-defined]
-                        if not key:
-                            continue
-                        slot = cached.get(key)
-                        if slot is None:
-                            slot = self._cached_slot(self.requests, cached, key, idx, 6)
-                            if slot is None:
+                try:
+                    ts = event.ts
+                    if ts is None:
+                        continue
+                    if kind == "deploy":
+                        if len(deploys) < MAX_DEPLOYS:
+                            deploys.append((ts, getattr(event, "revision", "")))
+                        continue
+                    if first is None:
+                        idx = self._index(ts)
+                        first, last = self.first_ts, self.last_ts
+                        width, lo, hi, cached_idx = self.width, self._lo, self._hi, self._cached_idx
+                    else:  # _index inlined
+                        if ts < first:
+                            first = ts
+                        elif ts > last:  # type: ignore[operator]
+                            last = ts
+                        if start <= ts < end:
+                            idx = cached_idx  # type: ignore[assignment]
+                        else:
+                            idx = int(ts // width)
+                            if idx < lo or idx > hi:  # type: ignore[operator]
+                                self.first_ts, self.last_ts = first, last
+                                idx = self._extend(ts, idx)
+                                width, lo, hi, cached_idx = self.width, self._lo, self._hi, self._cached_idx
+                    if idx != cached_idx:
+                        self._forget_cached(idx)
+                        cached_idx = idx
+                        start = idx * width
+                        end = start + width
+                    if kind == "request":
+                        status = event.status  # type: ignore[attr-defined]
+                        is_5xx = 1.0 if status is not None and status >= 500 else 0.0
+                        db_ms = event.db_ms  # type: ignore[attr-defined]
+                        queries = event.queries  # type: ignore[attr-defined]
+                        for key in (ALL, event.endpoint):  # type: ignore[attr-defined]
+                            if not key:
                                 continue
-                        slot[REQ_COUNT] += 1
-                        slot[REQ_5XX] += is_5xx
-                        if db_ms is not None:
-                            slot[REQ_DB_MS] += db_ms
-                            slot[REQ_DB_N] += 1
-                        if queries is not None:
-                            slot[REQ_QUERIES] += queries
-                            slot[REQ_QUERIES_N] += 1
-                elif kind == "error":
-                    key = event.error_class or "?"  # type: ignore[attr-defined]
-                    slot = self._cached_errors.get(key) or self._cached_slot(self.errors, self._cached_errors, key, idx, 1)
-                    if slot is not None:
-                        slot[0] += 1
-                else:  # job
-                    state = event.state  # type: ignore[attr-defined]
-                    if state == "done" or state == "fail":
-                        key = event.job_class or "?"  # type: ignore[attr-defined]
-                        slot = self._cached_jobs.get(key) or self._cached_slot(self.jobs, self._cached_jobs, key, idx, 2)
+                            slot = cached_requests.get(key)
+                            if slot is None:
+                                slot = self._cached_slot(self.requests, cached_requests, key, idx, 6)
+                                if slot is None:
+                                    continue
+                            slot[REQ_COUNT] += 1
+                            slot[REQ_5XX] += is_5xx
+                            if db_ms is not None:
+                                slot[REQ_DB_MS] += db_ms
+                                slot[REQ_DB_N] += 1
+                            if queries is not None:
+                                slot[REQ_QUERIES] += queries
+                                slot[REQ_QUERIES_N] += 1
+                    elif kind == "error":
+                        key = event.error_class or "?"  # type: ignore[attr-defined]
+                        slot = cached_errors.get(key) or self._cached_slot(self.errors, cached_errors, key, idx, 1)
                         if slot is not None:
-                            slot[JOB_DONE if state == "done" else JOB_FAIL] += 1
-            except Exception as exc:  # noqa: BLE001 - reported by the pipeline, like a detector's
-                skipped.append((position, exc))
+                            slot[0] += 1
+                    else:  # job
+                        state = event.state  # type: ignore[attr-defined]
+                        if state == "done" or state == "fail":
+                            key = event.job_class or "?"  # type: ignore[attr-defined]
+                            slot = cached_jobs.get(key) or self._cached_slot(self.jobs, cached_jobs, key, idx, 2)
+                            if slot is not None:
+                                slot[JOB_DONE if state == "done" else JOB_FAIL] += 1
+                except Exception as exc:  # noqa: BLE001 - reported by the pipeline, like a detector's
+                    skipped.append((position, exc))
+        finally:
+            self.first_ts, self.last_ts = first, last
         return skipped
 
     def flush(self, until: Optional[float]) -> list:  # noqa: ARG002 - never reports findings

@@ -1,7 +1,7 @@
 """SeriesCollector's inlined feed (cached bucket slots) counts exactly what the plain per-event lookups count."""
 from __future__ import annotations
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 import agent.series as series_module
 from agent.events import Deploy, Error, Job, Request
@@ -100,3 +100,39 @@ def test_an_event_it_cannot_count_is_skipped_and_returned_with_its_index() -> No
         pass
     else:
         raise AssertionError("feed() must raise what it could not count, as before")
+
+
+_edge_times = st.one_of(_times, st.integers(1_700_000_000, 1_700_000_012).map(float))  # on bucket bounds
+_hostile_events = st.lists(st.one_of(
+    st.builds(Request, ts=_edge_times, endpoint=_keys, status=st.sampled_from([None, 200, 503, "500"]),
+              db_ms=st.sampled_from([None, 1.5, "x"]), queries=st.sampled_from([None, 7])),
+    st.builds(Job, ts=_edge_times, state=st.sampled_from(["start", "done", "fail"]), job_class=_keys),
+    st.builds(Error, ts=_edge_times, error_class=_keys),
+    st.builds(Deploy, ts=_edge_times),
+), max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@example([Request(ts=1.7e9, endpoint="A#a"), Request(ts=1.7e9 + 1, endpoint="A#a")], [], 200, 300)  # the next bucket's first instant
+@given(_hostile_events, st.lists(st.integers(0, 300), max_size=6), st.sampled_from([3, 200]), st.sampled_from([5, 300]))
+def test_batches_keep_the_clock_in_locals_and_count_what_plain_lookups_count(events, cuts, max_keys, max_buckets) -> None:
+    """Whole batches (the clock in locals, the cached-bucket shortcut), cut anywhere, with events
+    that raise part-way: the same skipped indices and the same state as the reference."""
+    saved = series_module.MAX_KEYS, series_module.MAX_BUCKETS
+    series_module.MAX_KEYS, series_module.MAX_BUCKETS = max_keys, max_buckets
+    try:
+        fast, plain = SeriesCollector(), PlainSeries()
+        bounds = sorted({0, len(events), *(c for c in cuts if c < len(events))})
+        for lo, hi in zip(bounds, bounds[1:]):
+            batch = events[lo:hi]
+            got = [(i, type(exc)) for i, exc in fast.feed_batch(batch)]
+            want = []
+            for i, event in enumerate(batch):
+                try:
+                    plain.feed(event)
+                except TypeError as exc:
+                    want.append((i, type(exc)))
+            assert got == want
+            assert _state(fast) == _state(plain)
+    finally:
+        series_module.MAX_KEYS, series_module.MAX_BUCKETS = saved

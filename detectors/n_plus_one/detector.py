@@ -89,7 +89,7 @@ from detectors.shared.baseline import RecentVsBaseline
 from detectors.shared.deploys import DeployMarkers
 from detectors.n_plus_one.association import infer_association
 from detectors.n_plus_one.report import ReportInput, build_findings
-from detectors.n_plus_one.state import Group, Incident, OpenRequest, Spike, endpoint_from_tags
+from detectors.n_plus_one.state import Group, Incident, OpenRequest, Spike, endpoint_from_tags, group_of
 from detectors.n_plus_one.tagged import KEY_PREFIX as TAGGED_KEY, statement_as_sql
 from detectors.n_plus_one.statements import StatementCorrelator, StatementRules
 from detectors.shared.sqlfp import SqlFingerprinter
@@ -99,6 +99,10 @@ _LIMIT_BIND = re.compile(r'\["LIMIT", (\d+)\]')
 HISTORY = 32  # recent request times kept per endpoint (to tell "clean before the deploy")
 TAGGED_SWEEP_S = 1.0  # how often (in a Postgres log's own time) its silent tagged requests are finished
 _SKIP_NAMES = frozenset(("SCHEMA", "TRANSACTION", "EXPLAIN"))
+#: a request keeps a shape's first statement as a tuple and builds its Group only when a second one
+#: comes (most shapes run once per request: rails-debug.log, 31,763 of 37,304 groups). False: a Group
+#: from the first statement on, the reference (tests/detectors/test_n_plus_one_groups.py)
+LAZY_GROUPS = True
 
 
 @dataclass(frozen=True)
@@ -171,6 +175,18 @@ class NPlusOneDetector(Detector):
 
     # ----- input ----------------------------------------------------------------------
     def feed(self, event: Event) -> None:
+        # hot path: the two types of nearly every event first; any other type takes the chain below
+        of = type(event)
+        if of is Request:
+            self._request(event)  # type: ignore[arg-type]
+            self._statements.observe_request(event)  # type: ignore[arg-type]
+        elif of is Sql:
+            self._sql(event)  # type: ignore[arg-type]
+        else:
+            self._feed_any(event)
+
+    def _feed_any(self, event: Event) -> None:
+        """``feed`` by ``isinstance`` (subclasses too): the reference dispatch."""
         if isinstance(event, Sql):
             self._sql(event)
         elif isinstance(event, Request):
@@ -191,17 +207,17 @@ class NPlusOneDetector(Detector):
     def _sql(self, e: Sql, key: str = "") -> None:
         """A debug statement, or (with ``key``) a tagged Postgres statement and its request key."""
         # hot path (every debug SQL line): keep attribute lookups and allocations low
-        if e.name in _SKIP_NAMES or e.ts is None:
+        ts = e.ts
+        if ts is None or e.name in _SKIP_NAMES:
             return
         rid = "" if key else e.request_id  # a tagged statement's group is split by silence too
         key = key or rid or f"orphan:{e.source}:{e.pid}"
-        opened = self._open
-        req = opened.get(key)
-        if req is None or (not rid and req.last_ts is not None and e.ts - req.last_ts > self.s.orphan_gap_s):
+        req = self._open.get(key)
+        if req is None or (not rid and req.last_ts is not None and ts - req.last_ts > self.s.orphan_gap_s):
             req = self._open_request(key, e)
             if key.startswith(TAGGED_KEY):
                 req.request_id = e.request_id
-        req.last_ts = e.ts
+        req.last_ts = ts
         shape = self._fp.shape(e.sql)
         kind = shape.kind
         if kind == "transaction":
@@ -212,8 +228,9 @@ class NPlusOneDetector(Detector):
             req.cached += 1
             return
         req.queries += 1
-        if e.duration_ms:
-            req.db_ms += e.duration_ms
+        duration_ms = e.duration_ms
+        if duration_ms:
+            req.db_ms += duration_ms
         if kind == "other" or (kind == "write" and not self.s.include_writes):
             return
         limit = shape.limit
@@ -224,13 +241,23 @@ class NPlusOneDetector(Detector):
         if shape.in_list_max > 1 or (limit is not None and limit >= self.s.batch_limit_min):
             req.remember_source(e, shape)  # a batched load: a fine parent, never a repeat
             return
-        group = req.groups.get(shape.fingerprint)
+        groups = req.groups
+        fingerprint = shape.fingerprint
+        group = groups.get(fingerprint)
         if group is None:
-            if len(req.groups) >= self.s.max_groups_per_request:
+            if len(groups) >= self.s.max_groups_per_request:
                 return
             # the first statement's binds name the association (parsed if the group turns out repeated)
-            group = req.groups[shape.fingerprint] = Group(shape, e, binds, req.source_event, req.source_shape)
-        group.add(e)
+            if LAZY_GROUPS:
+                groups[fingerprint] = (shape, e, binds, req.source_event, req.source_shape)  # a FirstStatement
+            else:  # the reference
+                group = groups[fingerprint] = Group(shape, e, binds, req.source_event, req.source_shape)
+                group.add(e)
+        elif type(group) is tuple:  # the shape's second statement: now it needs a Group
+            group = groups[fingerprint] = group_of(group)
+            group.add(e)
+        else:
+            group.add(e)  # type: ignore[union-attr]
         if kind == "load":
             req.source_event, req.source_shape = e, shape
 
@@ -268,11 +295,22 @@ class NPlusOneDetector(Detector):
     def _request(self, r: Request) -> None:
         if r.ts is None:
             return
-        endpoint = r.endpoint or (f"{r.method} {_ID_SEGMENT.sub('/:id', r.path.split('?', 1)[0])}" if r.path else "")
-        if r.method and r.path:
-            _bounded_put(self._paths, f"{r.method} {r.path.split('?', 1)[0]}", endpoint or "", self.s.max_endpoints)
-        req = self._open.pop(r.request_id, None) if r.request_id else None
-        self._finish(req, r, endpoint or "(unknown endpoint)")
+        method, path = r.method, r.path
+        if path:
+            bare = path.split("?", 1)[0] if "?" in path else path  # hot path: split only a query string off
+            endpoint = r.endpoint or f"{method} {_ID_SEGMENT.sub('/:id', bare)}"
+            if method:
+                # path -> endpoint for Bullet, an LRU of max_endpoints paths
+                paths = self._paths
+                key = f"{method} {bare}"
+                paths[key] = endpoint
+                paths.move_to_end(key)
+                if len(paths) > self.s.max_endpoints:
+                    paths.popitem(last=False)
+        else:
+            endpoint = r.endpoint
+        rid = r.request_id
+        self._finish(self._open.pop(rid, None) if rid else None, r, endpoint or "(unknown endpoint)")
 
     def _bullet(self, b: Bullet) -> None:
         if b.ts is None or b.detection not in ("n_plus_one", ""):
@@ -291,21 +329,32 @@ class NPlusOneDetector(Detector):
             endpoint = endpoint_from_tags(req.tags)
             if endpoint.startswith("(") and req.request_id:
                 endpoint = "(unknown endpoint)"  # a request whose Completed line never came
-        if endpoint in self.s.ignore_endpoints:
+        s = self.s
+        if endpoint in s.ignore_endpoints:
             return
-        self._deploys.watch(ts)
-        history = self._history.get(endpoint)
+        deploys = self._deploys  # deploys.watch(ts), inlined (once per request)
+        if deploys.watch_start is None or ts < deploys.watch_start:
+            deploys.watch_start = ts
+        histories = self._history
+        history = histories.get(endpoint)
         if history is None:
-            history = self._history[endpoint] = deque(maxlen=max(self.s.min_requests_before_deploy + 1, HISTORY))
-            if len(self._history) > self.s.max_endpoints:
-                self._history.popitem(last=False)
+            history = histories[endpoint] = deque(maxlen=max(s.min_requests_before_deploy + 1, HISTORY))
+            if len(histories) > s.max_endpoints:
+                histories.popitem(last=False)
         else:
-            self._history.move_to_end(endpoint)
+            histories.move_to_end(endpoint)
         if req is not None:
-            repeated = [g for g in req.groups.values() if self._qualifies(g)]
+            # a group below both repeat floors cannot qualify (most groups: one statement each)
+            fewest = min(s.min_repeats, s.min_repeats_aggregate)
+            groups = req.groups.values()
+            if fewest <= 1:  # then one statement can qualify: every first statement becomes its Group
+                groups = [group_of(g) if type(g) is tuple else g for g in groups]  # type: ignore[assignment]
+            repeated = [g for g in groups if type(g) is not tuple and g.count >= fewest and self._qualifies(g)]  # type: ignore[union-attr]
             if repeated:
                 self._note_n_plus_one(endpoint, repeated, req, r, ts, history)
-        history.append((ts, req is not None and req.queries > 0))
+            history.append((ts, req.queries > 0))
+        else:
+            history.append((ts, False))
         if r is None:
             return  # no Completed line: no per-request numbers for the baselines
         queries: Optional[float] = None
@@ -316,9 +365,9 @@ class NPlusOneDetector(Detector):
         elif r.source in self._sql_sources:
             queries = 0.0
         if queries is not None:
-            self._check_spike(endpoint, "queries", self._queries, queries, r, self.s.spike_ratio, self.s.spike_min_increase)
+            self._check_spike(endpoint, "queries", self._queries, queries, r, s.spike_ratio, s.spike_min_increase)
         elif r.db_ms is not None and not endpoint.startswith("("):  # a pool of unnamed requests has no history of its own
-            self._check_spike(endpoint, "db_time", self._db_ms, r.db_ms, r, self.s.db_spike_ratio, self.s.db_spike_min_ms)
+            self._check_spike(endpoint, "db_time", self._db_ms, r.db_ms, r, s.db_spike_ratio, s.db_spike_min_ms)
 
     def _qualifies(self, g: Group) -> bool:
         s = self.s
@@ -377,20 +426,23 @@ class NPlusOneDetector(Detector):
     def _check_spike(self, endpoint: str, signal: str, base: RecentVsBaseline, value: float, r: Request, ratio: float, min_increase: float) -> None:
         # hot path (every completed request): one call for the update and both windows' numbers
         recent_count, baseline_count, now, before = base.push(endpoint, value, r.ts)  # type: ignore[arg-type]
-        key = (endpoint, signal)
-        spike = self._spikes.get(key)
-        ready = baseline_count >= self.s.min_baseline_requests and recent_count >= self.s.recent_size
+        s = self.s
+        ready = baseline_count >= s.min_baseline_requests and recent_count >= s.recent_size
         if ready and before is not None and now is not None:
             threshold = max(before * ratio, before + min_increase)
             if now >= threshold:
+                key = (endpoint, signal)
+                spike = self._spikes.get(key)
                 if spike is None or not spike.active:
                     spike = self._start_spike(key, base, threshold, before, r)
                 if value >= threshold:
                     spike.add(r, value, now)
                 return
-        if spike is not None:
-            spike.active = False
-        if signal == "queries" and ready and now is not None and now >= self.s.steady_queries_warning:
+        if self._spikes:  # no spike so far (most logs): no key to build, nothing to end
+            spike = self._spikes.get((endpoint, signal))
+            if spike is not None:
+                spike.active = False
+        if signal == "queries" and ready and now is not None and now >= s.steady_queries_warning:
             steady = self._spikes.get((endpoint, "steady"))
             if steady is None:
                 steady = self._start_spike((endpoint, "steady"), base, self.s.steady_queries_warning, before or 0.0, r)
@@ -426,9 +478,3 @@ class NPlusOneDetector(Detector):
     def _timeout(self, key: str) -> float:
         return self.s.orphan_gap_s if key.startswith(("orphan:", TAGGED_KEY)) else self.s.request_timeout_s
 
-
-def _bounded_put(store: "OrderedDict[str, str]", key: str, value: str, cap: int) -> None:
-    store[key] = value
-    store.move_to_end(key)
-    if len(store) > cap:
-        store.popitem(last=False)

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections import deque
-from typing import Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Deque, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from agent.events import Bullet, Evidence, Request, Sql
 from detectors.shared.deploys import DeployMarker
@@ -45,16 +45,20 @@ class Group:
         self.locations: Dict[str, int] = {}
 
     def add(self, e: Sql) -> None:
+        # hot path (every repeatable statement): each field of ``e`` read once
         self.count += 1
-        if e.duration_ms:
-            self.total_ms += e.duration_ms
-        if e.binds or ("?" not in e.sql and "$" not in e.sql):
-            if len(self.identities) < MAX_IDENTITIES:
-                self.identities.add((e.sql, e.binds))
+        duration_ms, sql, binds = e.duration_ms, e.sql, e.binds
+        if duration_ms:
+            self.total_ms += duration_ms
+        if binds or ("?" not in sql and "$" not in sql):
+            identities = self.identities
+            if len(identities) < MAX_IDENTITIES:
+                identities.add((sql, binds))
         else:
             self.unlogged += 1
-        if len(self.examples) < 2:
-            self.examples.append(e)
+        examples = self.examples
+        if len(examples) < 2:
+            examples.append(e)
         loc = e.source_location
         if loc:
             locations = self.locations
@@ -75,6 +79,19 @@ class Group:
         return len(self.identities) + self.unlogged
 
 
+#: a shape's first statement in a request, waiting for a second one before it becomes a ``Group``
+#: (most shapes run once per request): ``Group``'s arguments (shape, first, raw_binds,
+#: source_event, source_shape), the first statement not yet added
+FirstStatement = Tuple[SqlShape, Sql, str, Optional[Sql], Optional[SqlShape]]
+
+
+def group_of(first: FirstStatement) -> Group:
+    """The ``Group`` a shape's first statement would have made, that statement added."""
+    group = Group(*first)
+    group.add(first[1])
+    return group
+
+
 class OpenRequest:
     __slots__ = ("key", "request_id", "first_ts", "last_ts", "groups", "queries", "cached", "db_ms", "tags",
                  "source_event", "source_shape", "source")
@@ -85,7 +102,7 @@ class OpenRequest:
         self.request_id = "" if key.startswith("orphan:") else key
         self.first_ts = ts
         self.last_ts = ts
-        self.groups: Dict[str, Group] = {}
+        self.groups: Dict[str, Union[Group, FirstStatement]] = {}  # by fingerprint; see FirstStatement
         self.queries = 0  # round trips (CACHE hits excluded)
         self.cached = 0
         self.db_ms = 0.0

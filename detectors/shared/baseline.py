@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from bisect import bisect_left, insort
 from collections import OrderedDict, deque
 from typing import Any, Deque, Hashable, Iterator, List, Optional, Tuple
 
@@ -119,25 +120,6 @@ class _Series:
             self.ewma_ts = max(ts, self.ewma_ts)
         else:
             self.ewma = self._sum / len(samples) if samples else value
-
-    def add_plain(self, value: float, ts: float) -> None:
-        """``add(value, ts, None, None)`` of an eagerly sorted series, step for step (hot path)."""
-        samples = self.samples
-        if len(samples) >= self.max_samples:
-            self.drop_oldest()
-        samples.append((ts, value))
-        bisect.insort(self._sorted, value)  # type: ignore[arg-type]
-        self._sum += value
-        self.total += 1
-        if self.first_ts is None:
-            self.first_ts = ts
-        last_ts = self.last_ts
-        if last_ts is None or ts > last_ts:
-            self.last_ts = ts
-        if self.ewma is None or self.ewma_ts is None:
-            self.ewma, self.ewma_ts = value, ts
-        else:
-            self.ewma = self._sum / len(samples)
 
     def drop_oldest(self) -> Tuple[float, float]:
         ts, value = self.samples.popleft()
@@ -359,7 +341,9 @@ class RecentVsBaseline:
         """``update``, then (recent_count, baseline_count, recent_median, baseline_median) of ``key``.
 
         The same numbers as the four separate calls, in one step: a detector that compares
-        the windows after every sample (once per request) calls this.
+        the windows after every sample (once per request) calls this. ``update`` and the four
+        readers are the reference (tests/detectors/shared/test_baseline_fast_paths.py holds
+        this to them, answers and the state left behind).
         """
         by_key = self.recent._table
         recent = by_key.get(key)
@@ -370,19 +354,53 @@ class RecentVsBaseline:
             base = self.baseline._table.get(key)
             if base is None:
                 return len(recent.samples), 0, _median(recent.sorted_values()), None
-        else:  # hot path: both windows exist; update()'s steps with their calls inlined
+            ordered, n = recent._sorted, len(recent.samples)
+        else:
+            # hot path (both windows exist, once per request): update()'s steps with their calls
+            # inlined -- RollingBaseline.update and _Series.add(value, ts, None, None) of ``recent``,
+            # its drop_oldest, the same add of that sample to ``baseline`` (and its drop_oldest).
+            # A series in a table has had an add, so add's first-sample branches (first_ts, ewma
+            # still None) and its window/half-life branches (neither side has one) cannot run here.
+            value = float(value)
+            ts = float(ts)
             by_key.move_to_end(key)
-            recent.add_plain(float(value), float(ts))
             samples = recent.samples
-            if len(samples) > self.recent_size:
-                old_ts, old_value = samples.popleft()  # recent.drop_oldest()
-                recent._sum -= old_value
-                ordered = recent._sorted
-                del ordered[bisect.bisect_left(ordered, old_value)]  # type: ignore[arg-type]
+            if len(samples) >= recent.max_samples:  # only after recent.update() alone filled it
+                recent.drop_oldest()
+            samples.append((ts, value))
+            ordered = recent._sorted
+            insort(ordered, value)  # type: ignore[arg-type]
+            total = recent._sum + value
+            recent.total += 1
+            if ts > recent.last_ts:  # type: ignore[operator]
+                recent.last_ts = ts
+            n = len(samples)
+            recent.ewma = total / n
+            if n > self.recent_size:
+                moved = samples.popleft()  # recent.drop_oldest(); the same (ts, value) pair enters baseline
+                old_ts, old_value = moved
+                recent._sum = total - old_value
+                del ordered[bisect_left(ordered, old_value)]  # type: ignore[arg-type]
+                n -= 1
                 self.baseline._table.move_to_end(key)
-                base.add_plain(old_value, old_ts)
+                base_samples = base.samples  # base.add(old_value, old_ts, None, None) from here on
+                base_ordered = base._sorted
+                base_total = base._sum
+                if len(base_samples) >= base.max_samples:  # base.drop_oldest()
+                    dropped = base_samples.popleft()[1]
+                    base_total -= dropped
+                    del base_ordered[bisect_left(base_ordered, dropped)]  # type: ignore[arg-type]
+                base_samples.append(moved)
+                insort(base_ordered, old_value)  # type: ignore[arg-type]
+                base_total += old_value
+                base._sum = base_total
+                base.total += 1
+                if old_ts > base.last_ts:  # type: ignore[operator]
+                    base.last_ts = old_ts
+                base.ewma = base_total / len(base_samples)
+            else:
+                recent._sum = total
         # _median of both sorted windows, inlined (neither is empty here)
-        ordered, n = recent._sorted, len(recent.samples)
         lo = (n - 1) >> 1
         now = float(ordered[lo] + (ordered[lo + 1] - ordered[lo]) * (0.0 if n & 1 else 0.5)) if n > 1 else float(ordered[0])  # type: ignore[index]
         ordered, m = base._sorted, len(base.samples)

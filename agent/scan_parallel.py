@@ -13,9 +13,9 @@ with it, for example, turned a known endpoint's N+1 into a "new endpoint" one.)
 What runs in parallel is parsing, about half of a Rails scan's work; the detectors and
 the decoding of the workers' events stay in this process, which bounds the speed-up.
 A Sidekiq log is read here, not in a worker (``PARSED_HERE``): it has about one event
-per line, and decoding an event costs about what parsing its line does (42 MB Sidekiq 7
-log, 337 k events: parsing 0.81 s, decoding them from a worker 0.75 s), so shipping it
-would only move work onto the busiest process. Processes, not threads: parsing is pure
+per line, and shipping events is not free (42 MB Sidekiq 7 log, 337 k events: parsing
+0.77 s; a worker encoding them 1.44 s, this process decoding them 0.58 s), so a worker
+would spend three times what this process saves. Processes, not threads: parsing is pure
 Python and holds the GIL.
 """
 from __future__ import annotations

@@ -21,7 +21,6 @@ Python and holds the GIL.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import heapq
 import itertools
 import multiprocessing
 import os
@@ -36,7 +35,7 @@ from agent.events import Event, Finding
 from agent.pipeline import Pipeline
 from agent.scan_split import parser_for
 from agent.sources.files import InputFile, file_size
-from agent.sources.replay import MERGE_BATCH, FileReport, _event_time, _group_batches, _within, run_groups
+from agent.sources.replay import FileReport, _group_batches, feed_merged, run_groups
 
 #: formats read in this process even with --jobs (see the module doc)
 PARSED_HERE = frozenset(("sidekiq",))
@@ -143,8 +142,6 @@ def run_groups_in_processes(
     counter = ctx.Value("q", 0)
     read_upto = ctx.Array("q", len(groups))
     bundles = _bundles(shipped, groups, max(1, min(jobs, len(shipped), _cores())))
-    findings: List[Finding] = []
-    window = since is not None or until is not None
     reported = [0]
 
     def progress() -> None:
@@ -166,19 +163,7 @@ def run_groups_in_processes(
                 else itertools.chain.from_iterable(_group_batches(groups[i], reports, log_format, on_bytes))
                 for i in range(len(groups))
             ]
-            # one timeline, as run_groups merges it
-            merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=_event_time)
-            while True:
-                batch = list(itertools.islice(merged, MERGE_BATCH))
-                if not batch:
-                    break
-                if window:
-                    batch = [e for e in batch if _within(e, since, until)]
-                if batch:
-                    found = pipeline.feed_batch(batch)
-                    if found:
-                        findings.extend(found)
-                progress()
+            findings = feed_merged(streams, pipeline, since, until, progress)  # one timeline, as run_groups merges it
             for future in futures:
                 reports.update(future.result())
             progress()

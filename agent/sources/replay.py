@@ -148,19 +148,34 @@ def run_groups(
                 found = pipeline.feed_batch(batch)
                 if found:
                     findings.extend(found)
-    elif groups:  # several logs: one timeline, merged by event time (each log's own order kept)
+    elif groups:  # several logs: one timeline
         streams = [itertools.chain.from_iterable(_group_batches(m, reports, log_format, on_bytes)) for m in groups]
-        merged = heapq.merge(*streams, key=_event_time)
-        while True:
-            batch = list(itertools.islice(merged, MERGE_BATCH))
-            if not batch:
-                break
-            if window:
-                batch = [e for e in batch if _within(e, since, until)]
+        findings.extend(feed_merged(streams, pipeline, since, until))
+    findings.extend(pipeline.flush(None))
+    return findings
+
+
+def feed_merged(
+    streams: Sequence[Iterator[Event]], pipeline: Pipeline, since: Optional[float] = None, until: Optional[float] = None,
+    after_batch: Optional[Callable[[], None]] = None,
+) -> List[Finding]:
+    """Feed these logs' events through ``pipeline`` as one timeline, merged by event time (each
+    log's own order kept), ``MERGE_BATCH`` at a time; ``after_batch`` is called after each."""
+    findings: List[Finding] = []
+    window = since is not None or until is not None
+    merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=_event_time)
+    while True:
+        batch = list(itertools.islice(merged, MERGE_BATCH))
+        if not batch:
+            break
+        if window:
+            batch = [e for e in batch if _within(e, since, until)]
+        if batch:
             found = pipeline.feed_batch(batch)
             if found:
                 findings.extend(found)
-    findings.extend(pipeline.flush(None))
+        if after_batch is not None:
+            after_batch()
     return findings
 
 

@@ -147,9 +147,9 @@ class SidekiqFailuresDetector(Detector):
         if type(event) is Job:  # the exact type first: start and done are nearly every line of a Sidekiq log
             state = event.state
             if state == "start":
-                self.health.job_started(event)
+                self.health.job_moved(event, True)
             elif state == "done":
-                self.health.job_finished(event)
+                self.health.job_moved(event, False)
                 self._done(event)
             else:
                 self._job(event)
@@ -169,7 +169,7 @@ class SidekiqFailuresDetector(Detector):
 
     def _job(self, job: Job) -> None:
         """Any job line, step by step: the reference of feed's fast path for start and done lines
-        (health's job_started/job_finished are its touch() + started()/finished() in one call)."""
+        (health's job_moved is its touch() + started()/finished() in one call)."""
         self._oldest_pending_ts = None  # a fail or dead line may change failed
         health = self.health
         health.touch(job)

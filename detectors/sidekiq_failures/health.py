@@ -68,8 +68,9 @@ class SidekiqHealth:
         if len(running) > self.s.max_jobs_tracked:
             running.popitem(last=False)
 
-    def job_started(self, job: Job) -> None:
-        """``touch(job)`` then ``started(job)``, step for step, in one call (hot path: every start line)."""
+    def job_moved(self, job: Job, started: bool) -> None:
+        """``touch(job)`` then ``started(job)`` (or ``finished(job)``), step for step, in one call
+        (hot path: every start and done line)."""
         pid, source = job.pid, job.source
         if pid == self._touched_pid and source == self._touched_source:
             proc = self._touched  # touch()'s own fast path
@@ -81,23 +82,12 @@ class SidekiqHealth:
         else:
             self.touch(job)
         running = self.running
-        running[(source, pid, job.tid)] = job
-        if len(running) > self._max_jobs:
-            running.popitem(last=False)
-
-    def job_finished(self, job: Job) -> None:
-        """``touch(job)`` then ``finished(job)``, step for step, in one call (hot path: every done line)."""
-        pid, source = job.pid, job.source
-        if pid == self._touched_pid and source == self._touched_source:
-            proc = self._touched  # touch()'s own fast path
-            ts = job.ts
-            if ts is not None and ts >= proc.last_ts:  # type: ignore[union-attr]
-                proc.last_ts = ts  # type: ignore[union-attr]
-                proc.last_event = job  # type: ignore[union-attr]
-            proc.suspect_since = None  # type: ignore[union-attr]
+        if started:
+            running[(source, pid, job.tid)] = job
+            if len(running) > self._max_jobs:
+                running.popitem(last=False)
         else:
-            self.touch(job)
-        self.running.pop((source, pid, job.tid), None)
+            running.pop((source, pid, job.tid), None)
 
     def finished(self, job: Job) -> None:
         """A job's done or fail line: it no longer runs."""

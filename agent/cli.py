@@ -109,7 +109,7 @@ def scan(
     """
     from agent.cli_incidents import load_config
     from agent.report import render_json, render_markdown, render_text
-    from agent.scan import UsageError, scan as run_scan
+    from agent.scan import UsageError, WorkerDied, scan as run_scan
     from detectors.base import AppFacts
 
     config = load_config(config_path)  # the same typed parse as `run`; a bad file exits 2 listing every problem
@@ -132,7 +132,7 @@ def scan(
             settings=dict(config.detectors) if config else None, log_format=log_format, since=since,
             until=until_, on_bytes=progress.advance if progress else None, on_error=say, jobs=jobs,
         )
-    except UsageError as exc:
+    except (UsageError, WorkerDied) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         fail("interrupted", EXIT_INTERRUPTED)

@@ -50,6 +50,32 @@ class UsageError(ValueError):
     """Bad arguments (unknown format, --jobs < 1): exit status 2."""
 
 
+class WorkerDied(RuntimeError):
+    """A ``--jobs`` worker process ended abruptly (killed, out of memory): the scan is incomplete."""
+
+
+def _in_processes(files, groups, jobs, reports, pipeline, log_format, since, until, on_bytes) -> List[Finding]:  # type: ignore[no-untyped-def]
+    """The findings of ``--jobs`` > 1: one big plain file in byte ranges, anything else a log per worker."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from agent.scan_parallel import _context, run_groups_in_processes
+    from agent.scan_split import run_split
+    from agent.sources.replay import _within
+
+    try:
+        if len(files) == 1 and _splittable(files[0].path, log_format):
+            window = since is not None or until is not None
+            path = files[0].path
+            return run_split(
+                path, jobs, reports[path], pipeline, log_format, (lambda e: _within(e, since, until)) if window else (lambda e: True),
+                _context(), on_bytes,
+            )
+        return run_groups_in_processes(groups, jobs, reports, pipeline, log_format, since, until, on_bytes)
+    except BrokenProcessPool:
+        raise WorkerDied("a --jobs worker process ended abruptly (killed, or out of memory?): the scan is incomplete; "
+                         "run it again, or with --jobs 1") from None
+
+
 def scan(
     paths: Sequence[str],
     detectors: Optional[Sequence[str]] = None,
@@ -91,21 +117,8 @@ def scan(
     series = SeriesCollector()  # fed like a detector; never reports findings
     pipeline = Pipeline(list(instances) + [series], on_error=problem)  # type: ignore[list-item]
     in_processes = jobs > 1 and files and not any(f.path == STDIN for f in files)
-    if in_processes and len(files) == 1 and _splittable(files[0].path, log_format):
-        from agent.scan_parallel import _context
-        from agent.scan_split import run_split
-        from agent.sources.replay import _within
-
-        window = since is not None or until is not None
-        path = files[0].path
-        findings = run_split(
-            path, jobs, reports[path], pipeline, log_format, (lambda e: _within(e, since, until)) if window else (lambda e: True), _context(),
-            on_bytes,
-        )
-    elif in_processes:
-        from agent.scan_parallel import run_groups_in_processes
-
-        findings = run_groups_in_processes(groups, jobs, reports, pipeline, log_format, since, until, on_bytes)
+    if in_processes:
+        findings = _in_processes(files, groups, jobs, reports, pipeline, log_format, since, until, on_bytes)
     else:
         findings = run_groups(groups, reports, pipeline, log_format, since, until, on_bytes)
     reported = set()

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-from agent import scan_parallel
+from agent import scan_parallel, scan_split
 from agent.cli import cli
 from agent.scan import UsageError, scan
 from agent.sources.files import InputFile
@@ -86,3 +87,28 @@ def test_cli_accepts_jobs_and_exits_as_without_it():
     assert plain.exit_code == jobs.exit_code == 1, jobs.output  # a critical pool incident
     bad = CliRunner().invoke(cli, ["scan", "--jobs", "0", str(HEALTHY)])
     assert bad.exit_code == 2
+
+
+def _die(*args, **kwargs):  # type: ignore[no-untyped-def]
+    os._exit(1)  # a worker killed mid-scan (OOM killer, kill -9)
+
+
+def _dying_in_workers(real):  # type: ignore[no-untyped-def]
+    parent = os.getpid()
+    return lambda *args, **kwargs: _die() if os.getpid() != parent else real(*args, **kwargs)
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_worker_that_dies_is_one_line_and_exit_status_2(monkeypatch: pytest.MonkeyPatch, split: bool):
+    """No traceback and no report: an incomplete scan must not read as "all clear". The pools fork
+    after the patch, so the workers run it."""
+    if split:  # one file in byte ranges: this process reads the first range itself
+        monkeypatch.setattr(scan_split, "SPLIT_MIN_BYTES", 0)
+        monkeypatch.setattr(scan_split, "parse_range", _dying_in_workers(scan_split.parse_range))
+        args = [str(RAILS_POOL)]
+    else:
+        monkeypatch.setattr(scan_parallel, "_group_batches", _die)
+        args = [str(RAILS_POOL), str(HEALTHY)]
+    result = CliRunner().invoke(cli, ["scan", "--jobs", "2"] + args)
+    assert result.exit_code == 2, result.output
+    assert "worker process ended abruptly" in result.output and "Traceback" not in result.output

@@ -51,7 +51,8 @@ class UsageError(ValueError):
 
 
 class WorkerDied(RuntimeError):
-    """A ``--jobs`` worker process ended abruptly (killed, out of memory): the scan is incomplete."""
+    """A ``--jobs`` worker process ended abruptly (killed, out of memory) or could not write its
+    events (a full TMPDIR): the scan is incomplete."""
 
 
 def _in_processes(files, groups, jobs, reports, pipeline, log_format, since, until, on_bytes) -> List[Finding]:  # type: ignore[no-untyped-def]
@@ -74,6 +75,11 @@ def _in_processes(files, groups, jobs, reports, pipeline, log_format, since, unt
     except BrokenProcessPool:
         raise WorkerDied("a --jobs worker process ended abruptly (killed, or out of memory?): the scan is incomplete; "
                          "run it again, or with --jobs 1") from None
+    except OSError as exc:  # the workers' spills: a full or unwritable temporary directory
+        import tempfile
+
+        raise WorkerDied(f"--jobs could not hand events over through {tempfile.gettempdir()} ({exc.strerror or exc}): "
+                         "the scan is incomplete; set TMPDIR to a disk with room, or use --jobs 1") from None
 
 
 def scan(

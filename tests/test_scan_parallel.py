@@ -1,6 +1,7 @@
 """scan --jobs: logs parsed in worker processes, detected once, give the report one process gives."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -10,6 +11,7 @@ from click.testing import CliRunner
 
 from agent import scan_parallel, scan_split
 from agent.cli import cli
+from agent.event_spill import SpillWriter
 from agent.scan import UsageError, scan
 from agent.sources.files import InputFile
 
@@ -112,3 +114,14 @@ def test_a_worker_that_dies_is_one_line_and_exit_status_2(monkeypatch: pytest.Mo
     result = CliRunner().invoke(cli, ["scan", "--jobs", "2"] + args)
     assert result.exit_code == 2, result.output
     assert "worker process ended abruptly" in result.output and "Traceback" not in result.output
+
+
+def _disk_full(*args, **kwargs):  # type: ignore[no-untyped-def]
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_temporary_directory_is_one_line_and_exit_status_2(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(SpillWriter, "_frame", _disk_full)
+    result = CliRunner().invoke(cli, ["scan", "--jobs", "2", str(RAILS_POOL), str(HEALTHY)])
+    assert result.exit_code == 2, result.output
+    assert "No space left on device" in result.output and "TMPDIR" in result.output and "Traceback" not in result.output

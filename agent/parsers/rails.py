@@ -47,6 +47,7 @@ ABSORBED, COMPLETED_BY_LINE, NOT_MINE = 1, 2, 3
 
 # Sql and Request built with positional arguments in feed_lines (keywords cost twice as much); a
 # keyword adapter takes over should a dataclass's field order ever change (as sidekiq.new_job).
+_SINGLE_CALL = attrgetter("single_call")
 _SQL_ORDER = ("ts", "source", "line", "raw", "request_id", "name", "duration_ms", "sql", "binds", "cached", "source_location", "pid")
 _REQUEST_ORDER = (
     "ts", "source", "line", "raw", "request_id", "method", "path", "endpoint", "status", "duration_ms",
@@ -271,7 +272,6 @@ class RailsParser(Parser):
         one_tag = ONE_TAG.match
         ansi_sub = ANSI.sub
         sql_match = SQL_HEAD.match
-        single_call_of = attrgetter("single_call")
         completed_of = self._completed_of
         plain_time = self._plain_clock.read
         processing_match = PROCESSING_ENDPOINT.match
@@ -311,10 +311,7 @@ class RailsParser(Parser):
                     if held:
                         # feed's held-record step for a prefixed line (held_key is key)
                         if not unmarked:
-                            if True in map(single_call_of, held.values()):
-                                out.extend(self._release_finished_calls(key))
-                            else:
-                                unmarked = True
+                            unmarked = self._release_calls_before(key, out)
                         h = held.get(key)
                         if h is not None:
                             event = h.event
@@ -491,10 +488,7 @@ class RailsParser(Parser):
                     ts = req.ts if req is not None and req.ts is not None else last_ts
                     if held:
                         if not unmarked:
-                            if True in map(single_call_of, held.values()):
-                                out.extend(self._release_finished_calls(key))
-                            else:
-                                unmarked = True
+                            unmarked = self._release_calls_before(key, out)
                         h = held.get(key)
                         if h is not None:
                             unmarked = False
@@ -803,6 +797,15 @@ class RailsParser(Parser):
             event.backtrace = tuple(held.frames)
             event.message = event.message.strip()
         return event
+
+    def _release_calls_before(self, key: str, out: List[Event]) -> bool:
+        """feed_lines' form of feed's first step with records held: the finished one-call records
+        of other requests go to ``out``. True when no one-call record is held at all, so the loop
+        skips this step until feed or a helper has run again (its ``unmarked``)."""
+        if True in map(_SINGLE_CALL, self._held.values()):
+            out.extend(self._release_finished_calls(key))
+            return False
+        return True
 
     def _release_finished_calls(self, key: str) -> List[Event]:
         """A new logger call began: one-call records of other requests are complete.

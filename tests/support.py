@@ -4,7 +4,7 @@ from __future__ import annotations
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, List
+from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 import pytest
 
@@ -102,3 +102,24 @@ def cli_runner() -> "Any":
         return CliRunner(mix_stderr=False)  # type: ignore[call-arg]
     except TypeError:
         return CliRunner()
+
+
+def replay_with_flushes(
+    detector: Any, stream: Sequence[Tuple[Event, Optional[float]]], state_of: Callable[[Any], object],
+    after_feed: Optional[Callable[[Any], None]] = None,
+) -> List[object]:
+    """What a detector reports and keeps over ``(event, flush_until or None)`` steps: the findings of
+    every periodic flush and of the final one, and ``state_of(detector)`` after each. Two detectors
+    fed the same stream (a fast path and its reference) must give equal lists."""
+    seen: List[object] = []
+    for event, flush_until in stream:
+        detector.feed(event)
+        if after_feed is not None:
+            after_feed(detector)
+        if flush_until is not None:
+            seen.append([f.to_dict() for f in detector.flush(flush_until)])
+            seen.append(state_of(detector))
+    seen.append(state_of(detector))
+    seen.append([f.to_dict() for f in detector.flush(None)])
+    seen.append(state_of(detector))
+    return seen

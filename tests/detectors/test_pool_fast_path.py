@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 from agent.events import Error, Event, Job, Request
 from detectors.pool_exhaustion.detector import CLOSED_JOB_STATES, PoolExhaustionDetector, PoolExhaustionSettings
 from detectors.pool_exhaustion.signals import classify
+from support import replay_with_flushes
 
 
 class Reference(PoolExhaustionDetector):
@@ -166,16 +167,7 @@ def events_of(steps: List[tuple]) -> List[Tuple[Event, Optional[float]]]:
 
 
 def run(detector: PoolExhaustionDetector, stream: List[Tuple[Event, Optional[float]]]) -> List[object]:
-    seen: List[object] = []
-    for event, flush_until in stream:
-        detector.feed(event)
-        if flush_until is not None:
-            seen.append([f.to_dict() for f in detector.flush(flush_until)])
-            seen.append(state_of(detector))
-    seen.append(state_of(detector))
-    seen.append([f.to_dict() for f in detector.flush(None)])
-    seen.append(state_of(detector))
-    return seen
+    return replay_with_flushes(detector, stream, state_of)
 
 
 SMALL = PoolExhaustionSettings(max_tracked_requests=3, max_request_seconds=4, holder_min_ms=1000.0, episode_gap_s=60.0)

@@ -14,6 +14,7 @@ from hypothesis import given, settings, strategies as st
 
 from agent.events import Event, Job, Process
 from detectors.sidekiq_failures import SidekiqFailuresDetector, SidekiqFailuresSettings
+from support import replay_with_flushes
 
 
 class Reference(SidekiqFailuresDetector):
@@ -140,17 +141,7 @@ def assert_oldest_pending_known_or_unknown(d: SidekiqFailuresDetector) -> None:
 
 
 def run(detector: SidekiqFailuresDetector, stream: List[Tuple[Event, Optional[float]]]) -> List[object]:
-    seen: List[object] = []
-    for event, flush_until in stream:
-        detector.feed(event)
-        assert_oldest_pending_known_or_unknown(detector)
-        if flush_until is not None:
-            seen.append([f.to_dict() for f in detector.flush(flush_until)])
-            seen.append(state_of(detector))
-    seen.append(state_of(detector))
-    seen.append([f.to_dict() for f in detector.flush(None)])
-    seen.append(state_of(detector))
-    return seen
+    return replay_with_flushes(detector, stream, state_of, assert_oldest_pending_known_or_unknown)
 
 
 SMALL = SidekiqFailuresSettings(total_failure_min_jobs=2, slow_min_samples=2, stuck_after_s=600.0, slow_min_s=60.0)

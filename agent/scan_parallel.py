@@ -41,20 +41,18 @@ from agent.sources.replay import FileReport, _group_batches, feed_merged, run_gr
 PARSED_HERE = frozenset(("sidekiq",))
 
 _progress = None  # a shared byte counter in each worker (set by the pool initializer)
-_parent = 0  # the scanning process; a worker whose parent died stops instead of scanning on
 
 
 def _init_worker(counter, read_upto, parent: int) -> None:  # type: ignore[no-untyped-def]
-    global _progress, _parent
+    global _progress
     _progress = counter
-    _parent = parent
-    event_spill.init_worker(read_upto, parent)
+    event_spill.init_worker(read_upto, parent)  # the parent's pid: event_spill.reader_gone
 
 
 def _count_bytes(n: int) -> None:
     """Called for every chunk read: counts progress, and ends an orphaned worker (the
     parent was killed by SIGTERM or OOM: nobody will read this worker's result)."""
-    if _parent and os.getppid() != _parent:
+    if event_spill.reader_gone():
         os._exit(1)
     if _progress is not None:
         with _progress.get_lock():
